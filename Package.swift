@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+// collab: small Unix tools for real-time collaboration. See README.md and man/collab-protocol.7.
+import PackageDescription
+
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let rope: Target.Dependency = .product(name: "_RopeModule", package: "swift-collections")
+
+let package = Package(
+    name: "collab",
+    products: [
+        .executable(name: "collab-ot-apply", targets: ["collab-ot-apply"]),
+        .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
+        .library(name: "CollabOT", targets: ["CollabOT"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries from Debian, bound as system libraries. Each module map points at a tiny shim
+        // header that re-exports what Swift cannot import (function-like macros, variadic logging).
+        .systemLibrary(name: "CLibWebSockets", pkgConfig: "libwebsockets",
+                       providers: [.apt(["libwebsockets-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Operational transformation: text operations, the rope document, client state machine,
+        // sequencer, undo manager. Pure values: no I/O, no JSON.
+        .target(name: "CollabOT", dependencies: [rope]),
+        // Wire schema: JSON values, the NDJSON line codec, message types (which carry ops).
+        .target(name: "CollabProtocol", dependencies: ["CollabOT"]),
+        // Editing traces (josephg/editing-traces format) and their replay through the OT engine.
+        .target(name: "CollabTraces", dependencies: ["CollabOT", "CollabProtocol", "CZlib"]),
+        // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
+        // of each tool, so executables stay thin and tests drive tools in-process.
+        .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces"]),
+        // The libwebsockets event loop: WebSocket server and client, HTTP GET, raw fds, timers,
+        // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
+
+        .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
+
+        .testTarget(name: "CollabProtocolTests", dependencies: ["CollabProtocol", "CollabOT"]),
+        .testTarget(name: "CollabOTTests", dependencies: ["CollabOT", "CollabProtocol"]),
+        .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabCLI"],
+                    resources: []),
+    ]
+)
