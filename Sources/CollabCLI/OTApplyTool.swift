@@ -163,9 +163,13 @@ public struct OTApplyTool {
             let seq: Int
             if let s = message.seq { seq = s } else { anonymous += 1; seq = anonymous }
             let base = message.base ?? sequencer.revision
+            // Fix: a line with `client` but no `seq` used to be submitted under the real client
+            // with the made-up seq, so it collided with that client's own seqs (taken as a
+            // duplicate of seq 1, or rejected as stale after seq 5). Any line without a seq now
+            // gets a dedupe identity of its own, as the comment above intends.
+            let identity = message.client == nil || message.seq == nil ? "\u{0}\(client)-\(number)" : client
             do {
-                switch try sequencer.submit(client: message.client == nil ? "\(client)-\(number)" : client,
-                                            seq: seq, base: base, op: op) {
+                switch try sequencer.submit(client: identity, seq: seq, base: base, op: op) {
                 case .duplicate(let rev):
                     diagnostics.note("line \(number): duplicate of revision \(rev) (client \(client), seq \(seq)); not applied again")
                 case .committed(let commit):

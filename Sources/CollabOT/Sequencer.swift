@@ -104,6 +104,14 @@ public struct Sequencer: Sendable {
         lastCommitted[commit.client] = (commit.seq, commit.rev)
     }
 
+    /// Restores the dedupe table (saved beside a snapshot), so a client's resubmission after a
+    /// server restart is still recognised.
+    public mutating func restoreLastCommitted(_ table: [String: (seq: Int, rev: Int)]) {
+        for (client, entry) in table where (lastCommitted[client]?.seq ?? 0) < entry.seq {
+            lastCommitted[client] = entry
+        }
+    }
+
     /// Forgets history older than `keep` revisions (the dedupe table is kept).
     public mutating func trimHistory(keeping keep: Int) {
         if history.count > keep { history.removeFirst(history.count - keep) }

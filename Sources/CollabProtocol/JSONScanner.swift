@@ -183,9 +183,12 @@ public struct JSONScanner {
             i += 1
             if i < bytes.count, bytes[i] &- 0x30 < 10 { throw fail("leading zeros are not allowed") }
         } else {
+            // Accumulate with the sign applied: Int.min has no positive counterpart, so adding
+            // then negating turned "-9223372036854775808" (which JSONWriter.int writes) into a
+            // .double, breaking the .int round trip.
             while i < bytes.count, case let d = bytes[i] &- 0x30, d < 10 {
                 let (m, o1) = value.multipliedReportingOverflow(by: 10)
-                let (a, o2) = m.addingReportingOverflow(Int(d))
+                let (a, o2) = negative ? m.subtractingReportingOverflow(Int(d)) : m.addingReportingOverflow(Int(d))
                 overflow = overflow || o1 || o2
                 value = a
                 i += 1
@@ -205,9 +208,14 @@ public struct JSONScanner {
             guard i < bytes.count, bytes[i] &- 0x30 < 10 else { throw fail("expected digits in the exponent") }
             while i < bytes.count, bytes[i] &- 0x30 < 10 { i += 1 }
         }
-        if isInteger && !overflow { return .int(negative ? -value : value) }
+        if isInteger && !overflow { return .int(value) }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start ..< i]), as: UTF8.self)
-        guard let d = Double(text) else { throw fail("number out of range") }
+        // Double("1e999") is +infinity, not nil: without the isFinite check out-of-range numbers
+        // were accepted and later written back as `null`.
+        guard let d = Double(text), d.isFinite else {
+            i = start
+            throw fail("number out of range")
+        }
         return .double(d)
     }
 

@@ -168,14 +168,7 @@ extension Message {
                 return
             }
             switch field {
-            case .type:
-                if let raw = s.readPlainString(), let t = MessageType(utf8: raw) {
-                    type = t
-                } else {
-                    let name = try s.readString() // unusual spelling, or not a known type at all
-                    guard let t = MessageType(rawValue: name) else { throw MessageError.unknownType(name) }
-                    type = t
-                }
+            case .type: type = try readType(&s)
             case .room: m.room = try optionalString(&s, "room")
             case .user: m.user = try optionalString(&s, "user")
             case .name: m.name = try optionalString(&s, "name")
@@ -229,6 +222,24 @@ extension Message {
         guard let type else { throw MessageError.missingType }
         m.type = type
         return m
+    }
+
+    /// Reads the value of `"type"`.
+    ///
+    /// Fix: this used to be `if let raw = readPlainString(), let t = MessageType(utf8: raw) {…}
+    /// else { readString() }`. A plain but unknown name was already consumed by
+    /// `readPlainString`, so the fallback read the *next* token and every unknown type was
+    /// reported as "invalid JSON: expected a string" instead of `unknownType`. A non-string
+    /// type (`"type":1`) likewise surfaced as a syntax error; it is a bad field.
+    static func readType(_ s: inout JSONScanner) throws -> MessageType {
+        guard s.peek() == UInt8(ascii: "\"") else { throw MessageError.badField("type", "must be a string") }
+        if let raw = s.readPlainString() {
+            guard let t = MessageType(utf8: raw) else { throw MessageError.unknownType(String(decoding: raw, as: UTF8.self)) }
+            return t
+        }
+        let name = try s.readString() // written with escapes or non-ASCII
+        guard let t = MessageType(rawValue: name) else { throw MessageError.unknownType(name) }
+        return t
     }
 
     /// A roster member: a message object whose `type` may be absent.
@@ -389,13 +400,7 @@ public struct DocumentEvent: Sendable {
                 try scanner.readObject(rawKeys: { s, key in
                     switch Message.Field(key) {
                     case .type?:
-                        if let raw = s.readPlainString(), let t = MessageType(utf8: raw) {
-                            event.type = t
-                        } else {
-                            let name = try s.readString()
-                            guard let t = MessageType(rawValue: name) else { throw MessageError.unknownType(name) }
-                            event.type = t
-                        }
+                        event.type = try Message.readType(&s)
                         sawType = true
                     case .rev?: event.rev = try Message.optionalInt(&s, "rev")
                     case .doc?: event.doc = try Message.optionalString(&s, "doc")

@@ -12,9 +12,18 @@ struct CollabOTApply: ParsableCommand {
         commandName: "collab-ot-apply",
         abstract: "Operational transformation as a filter: apply, transform, compose, invert, sequence, replay.",
         discussion: """
-        Ops are text-unicode JSON arrays: a positive integer keeps that many characters, a string
-        inserts it, {"d":N} deletes N characters. Positions count Unicode scalars.
-        Messages are NDJSON in the collab schema (see collab-protocol(7)).
+        Ops are text-unicode JSON arrays: a positive integer keeps that many characters, a string inserts it, {"d":N} deletes N characters. Positions count Unicode scalars (code points). Messages are NDJSON in the collab schema (see collab-protocol(7)).
+
+        Filters (apply, sequence) report bad lines (invalid JSON or UTF-8, unknown types, ops that do not fit, lines longer than --max-line) on stderr with their line number and go on; with --strict they stop with exit status 65. Output is flushed per line when stdout is a pipe or a terminal.
+
+        Exit status: 0 success; 1 a replay did not reach the trace's endContent; 64 usage error; 65 bad input (with --strict, or a bad document or trace); 74 a file could not be read.
+
+        Examples:
+          collab-ot-apply transform --side left '[1,"x"]' '[1,"y"]'
+          collab-ot-apply compose '[1,"x"]' '[2,{"d":1}]'
+          collab-ot-apply invert --text 'hello' '[1,{"d":2}]'
+          collab-join ws://localhost:7420/doc | collab-ot-apply apply --follow
+          collab-ot-apply replay --ops trace.json.gz | collab-ot-apply apply > doc.txt
         """,
         subcommands: [Apply.self, Transform.self, Compose.self, Invert.self, Sequence.self, Replay.self]
     )
@@ -78,10 +87,7 @@ extension CollabOTApply {
         static let configuration = CommandConfiguration(
             abstract: "Apply the op lines of stdin to a document; write the document at EOF.",
             discussion: """
-            Reads NDJSON. {"type":"op"} lines and bare op arrays are applied; a welcome or snapshot
-            line carrying "doc" (re)sets the document and its revision; other lines are skipped.
-            Ops carrying "rev" must follow in revision order: a gap or a repeat is reported and
-            the op skipped. The document is written exactly, with nothing added.
+            Reads NDJSON. {"type":"op"} lines and bare op arrays are applied; a welcome or snapshot line carrying "doc" (re)sets the document and its revision; other lines are skipped. Ops carrying "rev" must follow in revision order: a gap or a repeat is reported and the op skipped. The document is written exactly, with nothing added.
             """
         )
         @OptionGroup var document: DocumentOptions
@@ -140,9 +146,7 @@ extension CollabOTApply {
         static let configuration = CommandConfiguration(
             abstract: "Run the server's sequencer over op lines: write each committed op with its rev.",
             discussion: """
-            Each op message is transformed against everything committed after its "base", committed
-            as the next revision and written with "rev". A (client, seq) seen before is not applied
-            again. Without "base" an op is taken to be made on the latest revision.
+            Each op message is transformed against everything committed after its "base", committed as the next revision and written with "rev". A (client, seq) seen before is not applied again. Without "base" an op is taken to be made on the latest revision.
             """
         )
         @OptionGroup var document: DocumentOptions
@@ -159,9 +163,7 @@ extension CollabOTApply {
         static let configuration = CommandConfiguration(
             abstract: "Replay an editing trace (.json or .json.gz) and write the final document.",
             discussion: """
-            Format: josephg/editing-traces. A concurrent trace goes through one OT client per agent
-            and the sequencer. Exits 1, naming the first differing position, if the result is not
-            the trace's endContent.
+            Format: josephg/editing-traces. A concurrent trace goes through one OT client per agent and the sequencer. Exits 1, naming the first differing position, if the result is not the trace's endContent.
             """
         )
         @Argument(help: "The trace file.", completion: .file(extensions: ["json", "gz"])) var trace: String

@@ -1,0 +1,256 @@
+import CollabOT
+import CollabProtocol
+
+/// Identifies a connection inside one server process.
+public typealias ConnectionID = Int
+
+/// What a room asks its host to do after an event. The room never does I/O itself: the
+/// WebSocket server, the tests and any other host carry these out (sans-I/O, DESIGN §4).
+public struct RoomEffects: Sendable {
+    /// Messages to send now.
+    public var sends: [(ConnectionID, Message)] = []
+    /// Messages to send only once `records` are durable (acks and broadcasts of new commits):
+    /// nobody may see an edit that a crash could still lose.
+    public var durableSends: [(ConnectionID, Message)] = []
+    /// Committed ops to append to the room's journal.
+    public var records: [Message] = []
+    /// Connections to close after their queued messages, with a WebSocket close code.
+    public var closes: [(ConnectionID, code: UInt16, reason: String)] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { sends.isEmpty && durableSends.isEmpty && records.isEmpty && closes.isEmpty }
+}
+
+/// WebSocket close codes used by collab.
+public enum CloseCode {
+    public static let normal: UInt16 = 1000
+    public static let goingAway: UInt16 = 1001
+    public static let policyViolation: UInt16 = 1008
+    public static let tooLarge: UInt16 = 1009
+    public static let internalError: UInt16 = 1011
+}
+
+/// One room: its document and history (through the `Sequencer`) and its members. Pure logic.
+public struct Room: Sendable {
+    public struct Member: Sendable, Equatable {
+        public var user: String
+        public var name: String?
+        public var client: String
+    }
+
+    /// Commit metadata kept beside the sequencer's history, for catch-up messages.
+    struct Meta: Sendable {
+        var user: String?
+        var ts: Int?
+    }
+
+    public let name: String
+    public private(set) var sequencer: Sequencer
+    var meta: [Meta] = []
+    /// Members by connection, once they said hello.
+    public private(set) var members: [ConnectionID: Member] = [:]
+    /// How many committed ops stay in memory for `since` catch-ups and late transforms.
+    public var historyLimit: Int
+
+    public init(name: String, document: TextRope = TextRope(), revision: Int = 0, historyLimit: Int = 10_000) {
+        self.name = name
+        sequencer = Sequencer(document: document, revision: revision)
+        self.historyLimit = historyLimit
+    }
+
+    public var revision: Int { sequencer.revision }
+    public var isEmpty: Bool { members.isEmpty }
+
+    /// Re-applies a journaled commit at start-up.
+    public mutating func replay(_ record: Message) throws {
+        guard let op = record.op, let rev = record.rev, let client = record.client, let seq = record.seq else {
+            throw RoomError("journal record is not a committed op")
+        }
+        try sequencer.integrate(CommittedOp(rev: rev, client: client, seq: seq, op: op))
+        meta.append(Meta(user: record.user, ts: record.ts))
+        trim()
+    }
+
+    /// Restores the dedupe table saved with a snapshot.
+    public mutating func restoreClients(_ clients: [String: (seq: Int, rev: Int)]) {
+        sequencer.restoreLastCommitted(clients)
+    }
+
+    // MARK: Events
+
+    /// A message from a connection.
+    public mutating func receive(_ message: Message, from connection: ConnectionID, now: Int) -> RoomEffects {
+        var fx = RoomEffects()
+        guard let member = members[connection] else {
+            guard message.type == .hello else {
+                fx.sends.append((connection, .error(code: .badMessage, "the first message must be hello", room: name, fatal: true)))
+                fx.closes.append((connection, CloseCode.policyViolation, "hello expected"))
+                return fx
+            }
+            hello(message, from: connection, into: &fx)
+            return fx
+        }
+        switch message.type {
+        case .op: submit(message, from: connection, member: member, now: now, into: &fx)
+        case .leave:
+            fx = close(connection)
+            fx.closes.append((connection, CloseCode.normal, "bye"))
+        case .presence, .event:
+            var relayed = message
+            relayed.room = name
+            relayed.user = member.user
+            relayed.name = member.name
+            relayed.client = member.client
+            relayed.token = nil
+            relayed.ts = now
+            broadcast(relayed, except: connection, into: &fx.sends)
+        case .hello:
+            fx.sends.append((connection, .error(code: .badMessage, "already joined: hello is sent once", room: name)))
+        default:
+            fx.sends.append((connection, .error(code: .badMessage, "a client cannot send \(message.type.rawValue) messages", room: name)))
+        }
+        return fx
+    }
+
+    /// The connection went away (closed, or missed its heartbeat).
+    public mutating func close(_ connection: ConnectionID) -> RoomEffects {
+        var fx = RoomEffects()
+        guard let member = members.removeValue(forKey: connection) else { return fx }
+        var leave = Message(.leave)
+        leave.room = name
+        leave.user = member.user
+        leave.name = member.name
+        leave.client = member.client
+        broadcast(leave, except: connection, into: &fx.sends)
+        return fx
+    }
+
+    mutating func hello(_ m: Message, from connection: ConnectionID, into fx: inout RoomEffects) {
+        let user = m.user ?? "anonymous"
+        let client = m.client ?? "c\(connection)-\(sequencer.revision)"
+        let member = Member(user: user, name: m.name, client: client)
+        var welcome = Message(.welcome)
+        welcome.room = name
+        welcome.client = client
+        welcome.user = user
+        welcome.rev = revision
+        if let since = m.since, since >= 0, since <= revision, sequencer.oldestBase <= since {
+            welcome.since = since
+            fx.sends.append((connection, welcome))
+            for (offset, commit) in sequencer.history[(since - sequencer.oldestBase)...].enumerated() {
+                let metaIndex = since - sequencer.oldestBase + offset
+                fx.sends.append((connection, opMessage(commit, meta[metaIndex])))
+            }
+        } else {
+            welcome.doc = sequencer.document.string
+            fx.sends.append((connection, welcome))
+        }
+        if let since = m.since, since > revision {
+            fx.sends.append((connection, .error(code: .historyUnavailable,
+                "your revision \(since) is ahead of the room's \(revision) (history was lost?); the full document was sent",
+                room: name)))
+        }
+        var join = Message(.join)
+        join.room = name
+        join.user = user
+        join.name = m.name
+        join.client = client
+        broadcast(join, except: connection, into: &fx.sends)
+        var roster = Message(.roster)
+        roster.room = name
+        roster.members = members.sorted { $0.key < $1.key }.map { _, other in
+            var j = Message(.join)
+            j.user = other.user
+            j.name = other.name
+            j.client = other.client
+            return j
+        }
+        fx.sends.append((connection, roster))
+        members[connection] = member
+    }
+
+    mutating func submit(_ m: Message, from connection: ConnectionID, member: Member, now: Int, into fx: inout RoomEffects) {
+        guard let op = m.op, let seq = m.seq, let base = m.base else {
+            fx.sends.append((connection, .error(code: .badMessage, "an op needs \"op\", \"seq\" and \"base\"", seq: m.seq, room: name)))
+            return
+        }
+        guard seq >= 1, base >= 0 else {
+            fx.sends.append((connection, .error(code: .badMessage, "\"seq\" must be >= 1 and \"base\" >= 0", seq: seq, room: name)))
+            return
+        }
+        // The connection's client id, not one the message claims: a client cannot commit in
+        // another's name (and its dedupe entries stay its own).
+        let client = member.client
+        do {
+            switch try sequencer.submit(client: client, seq: seq, base: base, op: op) {
+            case .duplicate(let rev):
+                fx.durableSends.append((connection, ack(seq: seq, rev: rev)))
+            case .committed(let commit):
+                let info = Meta(user: member.user, ts: now)
+                meta.append(info)
+                let record = opMessage(commit, info)
+                fx.records.append(record)
+                fx.durableSends.append((connection, ack(seq: seq, rev: commit.rev)))
+                broadcast(record, except: connection, into: &fx.durableSends)
+                trim()
+            }
+        } catch let e as Sequencer.SubmitError {
+            let code: ErrorCode
+            switch e {
+            case .historyUnavailable: code = .historyUnavailable
+            default: code = .badOp
+            }
+            fx.sends.append((connection, .error(code: code, e.description, seq: seq, room: name)))
+        } catch {
+            fx.sends.append((connection, .error(code: .internalError, "\(error)", seq: seq, room: name)))
+        }
+    }
+
+    func ack(seq: Int, rev: Int) -> Message {
+        var a = Message(.ack)
+        a.room = name
+        a.seq = seq
+        a.rev = rev
+        return a
+    }
+
+    func opMessage(_ commit: CommittedOp, _ info: Meta) -> Message {
+        var m = Message(.op)
+        m.room = name
+        m.user = info.user
+        m.client = commit.client
+        m.seq = commit.seq
+        m.rev = commit.rev
+        m.op = commit.op
+        m.ts = info.ts
+        return m
+    }
+
+    func broadcast(_ m: Message, except: ConnectionID, into out: inout [(ConnectionID, Message)]) {
+        for id in members.keys.sorted() where id != except { out.append((id, m)) }
+    }
+
+    mutating func trim() {
+        let excess = sequencer.history.count - historyLimit
+        if excess > 0 {
+            sequencer.trimHistory(keeping: historyLimit)
+            meta.removeFirst(excess)
+        }
+    }
+
+    /// The snapshot message of the room at its current revision.
+    public var snapshot: Message {
+        var m = Message(.snapshot)
+        m.room = name
+        m.rev = revision
+        m.doc = sequencer.document.string
+        return m
+    }
+}
+
+public struct RoomError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Regenerates the man pages of the tools (section 1) and their shell completions from the
+# argument parsers, so --help, man pages and completions never disagree.
+# collab-protocol.7 is written by hand and left alone.
+# Usage: man/regenerate.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The plugin builds the package in release mode and writes one page per executable product.
+swift package --scratch-path .build-docs --allow-writing-to-package-directory \
+    generate-manual --date "$(date +%Y-%m-%d)" --authors "collab developers" --output-directory man >/dev/null
+for dir in Sources/collab-*; do
+    p=$(basename "$dir")
+    bin=.build-docs/release/$p
+    "$bin" --generate-completion-script bash > "completions/bash/$p"
+    "$bin" --generate-completion-script zsh > "completions/zsh/_$p"
+    "$bin" --generate-completion-script fish > "completions/fish/$p.fish"
+    echo "man/$p.1 completions/bash/$p completions/zsh/_$p completions/fish/$p.fish"
+done
