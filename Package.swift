@@ -34,12 +34,16 @@ let package = Package(
         // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
         // of each tool, so executables stay thin and tests drive tools in-process.
         .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces"]),
+        // The libwebsockets event loop: WebSocket server and client, HTTP GET, raw fds, timers,
+        // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
+        .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
 
         // Rooms (sans-I/O: events in, messages and journal records out) and their durable storage.
         .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
 
+        .testTarget(name: "CollabTransportTests", dependencies: ["CollabTransport"]),
         .testTarget(name: "CollabServerTests", dependencies: ["CollabServer", "CollabOT", "CollabProtocol"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
     ]
