@@ -4,14 +4,25 @@ import CollabProtocol
 /// Identifies a connection inside one server process.
 public typealias ConnectionID = Int
 
+/// One message for one or more connections. A broadcast is one delivery, so the host encodes
+/// the message once, whatever the number of recipients.
+public struct Delivery: Sendable {
+    public var recipients: [ConnectionID]
+    public var message: Message
+    public init(to recipients: [ConnectionID], _ message: Message) {
+        self.recipients = recipients
+        self.message = message
+    }
+}
+
 /// What a room asks its host to do after an event. The room never does I/O itself: the
 /// WebSocket server, the tests and any other host carry these out (sans-I/O, DESIGN §4).
 public struct RoomEffects: Sendable {
-    /// Messages to send now.
-    public var sends: [(ConnectionID, Message)] = []
+    /// Messages to send now, in order.
+    public var sends: [Delivery] = []
     /// Messages to send only once `records` are durable (acks and broadcasts of new commits):
     /// nobody may see an edit that a crash could still lose.
-    public var durableSends: [(ConnectionID, Message)] = []
+    public var durableSends: [Delivery] = []
     /// Committed ops to append to the room's journal.
     public var records: [Message] = []
     /// Connections to close after their queued messages, with a WebSocket close code.
@@ -84,7 +95,7 @@ public struct Room: Sendable {
         var fx = RoomEffects()
         guard let member = members[connection] else {
             guard message.type == .hello else {
-                fx.sends.append((connection, .error(code: .badMessage, "the first message must be hello", room: name, fatal: true)))
+                fx.sends.append(Delivery(to: [connection], .error(code: .badMessage, "the first message must be hello", room: name, fatal: true)))
                 fx.closes.append((connection, CloseCode.policyViolation, "hello expected"))
                 return fx
             }
@@ -106,9 +117,9 @@ public struct Room: Sendable {
             relayed.ts = now
             broadcast(relayed, except: connection, into: &fx.sends)
         case .hello:
-            fx.sends.append((connection, .error(code: .badMessage, "already joined: hello is sent once", room: name)))
+            fx.sends.append(Delivery(to: [connection], .error(code: .badMessage, "already joined: hello is sent once", room: name)))
         default:
-            fx.sends.append((connection, .error(code: .badMessage, "a client cannot send \(message.type.rawValue) messages", room: name)))
+            fx.sends.append(Delivery(to: [connection], .error(code: .badMessage, "a client cannot send \(message.type.rawValue) messages", room: name)))
         }
         return fx
     }
@@ -137,17 +148,17 @@ public struct Room: Sendable {
         welcome.rev = revision
         if let since = m.since, since >= 0, since <= revision, sequencer.oldestBase <= since {
             welcome.since = since
-            fx.sends.append((connection, welcome))
+            fx.sends.append(Delivery(to: [connection], welcome))
             for (offset, commit) in sequencer.history[(since - sequencer.oldestBase)...].enumerated() {
                 let metaIndex = since - sequencer.oldestBase + offset
-                fx.sends.append((connection, opMessage(commit, meta[metaIndex])))
+                fx.sends.append(Delivery(to: [connection], opMessage(commit, meta[metaIndex])))
             }
         } else {
             welcome.doc = sequencer.document.string
-            fx.sends.append((connection, welcome))
+            fx.sends.append(Delivery(to: [connection], welcome))
         }
         if let since = m.since, since > revision {
-            fx.sends.append((connection, .error(code: .historyUnavailable,
+            fx.sends.append(Delivery(to: [connection], .error(code: .historyUnavailable,
                 "your revision \(since) is ahead of the room's \(revision) (history was lost?); the full document was sent",
                 room: name)))
         }
@@ -166,17 +177,17 @@ public struct Room: Sendable {
             j.client = other.client
             return j
         }
-        fx.sends.append((connection, roster))
+        fx.sends.append(Delivery(to: [connection], roster))
         members[connection] = member
     }
 
     mutating func submit(_ m: Message, from connection: ConnectionID, member: Member, now: Int, into fx: inout RoomEffects) {
         guard let op = m.op, let seq = m.seq, let base = m.base else {
-            fx.sends.append((connection, .error(code: .badMessage, "an op needs \"op\", \"seq\" and \"base\"", seq: m.seq, room: name)))
+            fx.sends.append(Delivery(to: [connection], .error(code: .badMessage, "an op needs \"op\", \"seq\" and \"base\"", seq: m.seq, room: name)))
             return
         }
         guard seq >= 1, base >= 0 else {
-            fx.sends.append((connection, .error(code: .badMessage, "\"seq\" must be >= 1 and \"base\" >= 0", seq: seq, room: name)))
+            fx.sends.append(Delivery(to: [connection], .error(code: .badMessage, "\"seq\" must be >= 1 and \"base\" >= 0", seq: seq, room: name)))
             return
         }
         // The connection's client id, not one the message claims: a client cannot commit in
@@ -185,13 +196,13 @@ public struct Room: Sendable {
         do {
             switch try sequencer.submit(client: client, seq: seq, base: base, op: op) {
             case .duplicate(let rev):
-                fx.durableSends.append((connection, ack(seq: seq, rev: rev)))
+                fx.durableSends.append(Delivery(to: [connection], ack(seq: seq, rev: rev)))
             case .committed(let commit):
                 let info = Meta(user: member.user, ts: now)
                 meta.append(info)
                 let record = opMessage(commit, info)
                 fx.records.append(record)
-                fx.durableSends.append((connection, ack(seq: seq, rev: commit.rev)))
+                fx.durableSends.append(Delivery(to: [connection], ack(seq: seq, rev: commit.rev)))
                 broadcast(record, except: connection, into: &fx.durableSends)
                 trim()
             }
@@ -201,9 +212,9 @@ public struct Room: Sendable {
             case .historyUnavailable: code = .historyUnavailable
             default: code = .badOp
             }
-            fx.sends.append((connection, .error(code: code, e.description, seq: seq, room: name)))
+            fx.sends.append(Delivery(to: [connection], .error(code: code, e.description, seq: seq, room: name)))
         } catch {
-            fx.sends.append((connection, .error(code: .internalError, "\(error)", seq: seq, room: name)))
+            fx.sends.append(Delivery(to: [connection], .error(code: .internalError, "\(error)", seq: seq, room: name)))
         }
     }
 
@@ -227,8 +238,9 @@ public struct Room: Sendable {
         return m
     }
 
-    func broadcast(_ m: Message, except: ConnectionID, into out: inout [(ConnectionID, Message)]) {
-        for id in members.keys.sorted() where id != except { out.append((id, m)) }
+    func broadcast(_ m: Message, except: ConnectionID, into out: inout [Delivery]) {
+        let recipients = members.keys.sorted().filter { $0 != except }
+        if !recipients.isEmpty { out.append(Delivery(to: recipients, m)) }
     }
 
     mutating func trim() {
