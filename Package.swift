@@ -38,13 +38,19 @@ let package = Package(
         // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
         .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
 
+        // The client side of a room (sans-I/O): OT client, document, undo, reconnect catch-up.
+        .target(name: "CollabClient", dependencies: ["CollabOT", "CollabProtocol"]),
+
         // Rooms (sans-I/O: events in, messages and journal records out) and their durable storage.
         .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
 
+        .testTarget(name: "CollabProtocolTests", dependencies: ["CollabProtocol", "CollabOT"]),
+        .testTarget(name: "CollabToolTests", dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "collab-ot-apply"]),
         .testTarget(name: "CollabTransportTests", dependencies: ["CollabTransport"]),
         .testTarget(name: "CollabServerTests", dependencies: ["CollabServer", "CollabOT", "CollabProtocol"]),
+        .testTarget(name: "CollabClientTests", dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
     ]
 )

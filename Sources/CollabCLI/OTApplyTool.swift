@@ -157,16 +157,13 @@ public struct OTApplyTool {
                 try reject(LineError(line: number, reason: "op message without \"op\""))
                 return
             }
-            // Without client/seq there is nothing to deduplicate on: give the op an identity of
-            // its own. Without base, the op was made on the latest revision.
+            // Without both client and seq there is nothing to deduplicate on: the op gets an
+            // identity of its own (never the named client's, whose own seqs it would collide
+            // with). Without base, the op was made on the latest revision.
             let client = message.client ?? "line"
             let seq: Int
             if let s = message.seq { seq = s } else { anonymous += 1; seq = anonymous }
             let base = message.base ?? sequencer.revision
-            // Fix: a line with `client` but no `seq` used to be submitted under the real client
-            // with the made-up seq, so it collided with that client's own seqs (taken as a
-            // duplicate of seq 1, or rejected as stale after seq 5). Any line without a seq now
-            // gets a dedupe identity of its own, as the comment above intends.
             let identity = message.client == nil || message.seq == nil ? "\u{0}\(client)-\(number)" : client
             do {
                 switch try sequencer.submit(client: identity, seq: seq, base: base, op: op) {
@@ -195,6 +192,12 @@ public struct OTApplyTool {
     /// Replays a trace file; writes the final document. Throws status 1 if it is not the trace's
     /// `endContent`.
     public func replay(path: String, showProgress: Bool, emitOps: Bool = false, room: String? = nil) throws {
+        // A trace that cannot be opened (missing, unreadable, a directory) is an I/O error
+        // (status 74), not bad input (65).
+        if let problem = fileOpenProblem(path) {
+            diagnostics.error("\(path): \(problem)")
+            throw ToolExit(.ioError)
+        }
         let trace: Trace
         do { trace = try Trace.load(path: path) } catch {
             diagnostics.error("\(path): \(error)")
@@ -233,6 +236,16 @@ public struct OTApplyTool {
             throw ToolExit(.failure)
         }
     }
+}
+
+/// Why `path` cannot be read as a file (strerror text), or nil if it can be opened.
+func fileOpenProblem(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return String(cString: strerror(errno)) }
+    defer { close(fd) }
+    var st = stat()
+    if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { return String(cString: strerror(EISDIR)) }
+    return nil
 }
 
 /// Reads a whole file as UTF-8 text (for `--doc FILE`).

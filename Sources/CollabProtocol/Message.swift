@@ -224,13 +224,8 @@ extension Message {
         return m
     }
 
-    /// Reads the value of `"type"`.
-    ///
-    /// Fix: this used to be `if let raw = readPlainString(), let t = MessageType(utf8: raw) {…}
-    /// else { readString() }`. A plain but unknown name was already consumed by
-    /// `readPlainString`, so the fallback read the *next* token and every unknown type was
-    /// reported as "invalid JSON: expected a string" instead of `unknownType`. A non-string
-    /// type (`"type":1`) likewise surfaced as a syntax error; it is a bad field.
+    /// Reads the value of `"type"`: an unknown name is `unknownType` (not a syntax error, since
+    /// `readPlainString` has consumed it), a non-string is a bad field.
     static func readType(_ s: inout JSONScanner) throws -> MessageType {
         guard s.peek() == UInt8(ascii: "\"") else { throw MessageError.badField("type", "must be a string") }
         if let raw = s.readPlainString() {
