@@ -39,14 +39,18 @@ public struct TextRope: Sendable {
             rope = Rope(Chunk.split(bytes, scalars: scalars))
             return
         }
-        // Fast path: the insertion fits into the chunk that holds the position.
+        // Fast path: the insertion fits into the chunk that holds the position. The size check
+        // happens inside `update`: reading the chunk first (`rope[found]`) would copy it, paying a
+        // retain and release of its buffer on every keystroke.
         let (found, remaining) = rope.find(at: offset, in: ScalarMetric(), preferEnd: true)
-        if found < rope.endIndex, rope[found].utf8Count + bytes.count <= Chunk.maxUTF8 {
+        if found < rope.endIndex {
             var index = found
-            rope.update(at: &index) { chunk in
+            let inserted = rope.update(at: &index) { chunk -> Bool in
+                guard chunk.utf8Count + bytes.count <= Chunk.maxUTF8 else { return false }
                 chunk.insert(bytes, scalars: scalars, atScalar: remaining)
+                return true
             }
-            return
+            if inserted { return }
         }
         // Slow path: the rope's builder splits the chunk at the position and rebalances around the
         // new pieces (inserting pieces one by one would not do: the rope may merge a small piece
@@ -63,14 +67,14 @@ public struct TextRope: Sendable {
                      "TextRope.remove: range out of bounds")
         guard !range.isEmpty else { return }
         let (found, remaining) = rope.find(at: range.lowerBound, in: ScalarMetric(), preferEnd: false)
-        let chunk = rope[found]
         // Fast path: the range lies inside one chunk and leaves something behind in it.
-        if remaining + range.count <= chunk.scalars, range.count < chunk.scalars {
-            var index = found
-            let left = rope.update(at: &index) { chunk -> Int in
-                chunk.remove(scalars: remaining ..< remaining + range.count)
-                return chunk.utf8Count
-            }
+        var index = found
+        let left = rope.update(at: &index) { chunk -> Int? in
+            guard remaining + range.count <= chunk.scalars, range.count < chunk.scalars else { return nil }
+            chunk.remove(scalars: remaining ..< remaining + range.count)
+            return chunk.utf8Count
+        }
+        if let left {
             if left < Chunk.minUTF8 { mergeIfSmall(chunkAt: range.lowerBound - remaining) }
             return
         }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A malformed JSON text. `offset` is the byte offset in the input where it went wrong.
 public struct JSONSyntaxError: Error, Equatable, Sendable, CustomStringConvertible {
     public var reason: String
@@ -112,6 +116,12 @@ public struct JSONScanner {
             default: throw fail("expected ',' or '}'")
             }
         }
+    }
+
+    /// Whether raw key bytes (from `readObject(rawKeys:)`) spell `name`.
+    @inline(__always)
+    public static func key(_ key: UnsafeBufferPointer<UInt8>, is name: StaticString) -> Bool {
+        key.count == name.utf8CodeUnitCount && (key.count == 0 || memcmp(key.baseAddress!, name.utf8Start, key.count) == 0)
     }
 
     /// Reads an array, calling `body` once per element; `body` must consume the element.
