@@ -48,6 +48,7 @@ let package = Package(
 
         .testTarget(name: "CollabProtocolTests", dependencies: ["CollabProtocol", "CollabOT"]),
         .testTarget(name: "CollabToolTests", dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "collab-ot-apply"]),
+        .testTarget(name: "CollabOTTests", dependencies: ["CollabOT", "CollabProtocol"]),
         .testTarget(name: "CollabTransportTests", dependencies: ["CollabTransport"]),
         .testTarget(name: "CollabServerTests", dependencies: ["CollabServer", "CollabOT", "CollabProtocol"]),
         .testTarget(name: "CollabClientTests", dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol"]),
