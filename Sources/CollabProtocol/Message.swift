@@ -89,6 +89,18 @@ public enum MessageError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+extension MessageError {
+    /// Classifies whatever reading a line threw.
+    init(decoding error: any Error) {
+        switch error {
+        case let e as MessageError: self = e
+        case let e as JSONSyntaxError: self = .syntax(e)
+        case let e as OperationSyntaxError: self = .badField("op", e.description)
+        default: self = .badField("?", "\(error)")
+        }
+    }
+}
+
 extension Message {
     /// Decodes one message from a complete JSON text (one NDJSON line, without the newline).
     public static func decode(_ bytes: UnsafeBufferPointer<UInt8>) throws(MessageError) -> Message {
@@ -103,14 +115,8 @@ extension Message {
             let m = try read(from: &scanner)
             try scanner.expectEnd()
             return m
-        } catch let e as MessageError {
-            throw e
-        } catch let e as JSONSyntaxError {
-            throw .syntax(e)
-        } catch let e as OperationSyntaxError {
-            throw .badField("op", e.description)
         } catch {
-            throw .badField("?", "\(error)")
+            throw MessageError(decoding: error)
         }
     }
 
@@ -417,14 +423,8 @@ public struct DocumentEvent: Sendable {
                 try scanner.expectEnd()
                 throw MessageError.notAnObject
             }
-        } catch let e as MessageError {
-            throw e
-        } catch let e as JSONSyntaxError {
-            throw .syntax(e)
-        } catch let e as OperationSyntaxError {
-            throw .badField("op", e.description)
         } catch {
-            throw .badField("?", "\(error)")
+            throw MessageError(decoding: error)
         }
     }
 }
