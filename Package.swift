@@ -9,6 +9,8 @@ let package = Package(
     name: "collab",
     products: [
         .executable(name: "collab-ot-apply", targets: ["collab-ot-apply"]),
+        .executable(name: "collab-serve", targets: ["collab-serve"]),
+        .executable(name: "collab-join", targets: ["collab-join"]),
         .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
         .library(name: "CollabOT", targets: ["CollabOT"]),
     ],
@@ -33,7 +35,7 @@ let package = Package(
         .target(name: "CollabTraces", dependencies: ["CollabOT", "CollabProtocol", "CZlib"]),
         // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
         // of each tool, so executables stay thin and tests drive tools in-process.
-        .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces"]),
+        .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces", "CollabClient", "CollabTransport"]),
         // The libwebsockets event loop: WebSocket server and client, HTTP GET, raw fds, timers,
         // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
         .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
@@ -41,17 +43,24 @@ let package = Package(
         // The client side of a room (sans-I/O): OT client, document, undo, reconnect catch-up.
         .target(name: "CollabClient", dependencies: ["CollabOT", "CollabProtocol"]),
 
-        // Rooms (sans-I/O: events in, messages and journal records out) and their durable storage.
-        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol"]),
+        // Rooms (sans-I/O: events in, messages and journal records out), their durable storage,
+        // and the host that serves them over WebSockets (collab-serve's logic).
+        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol", "CollabTransport"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
+        .executableTarget(name: "collab-serve", dependencies: ["CollabServer", argumentParser]),
+        .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
 
         .testTarget(name: "CollabProtocolTests", dependencies: ["CollabProtocol", "CollabOT"]),
         .testTarget(name: "CollabToolTests", dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "collab-ot-apply"]),
         .testTarget(name: "CollabOTTests", dependencies: ["CollabOT", "CollabProtocol"]),
         .testTarget(name: "CollabTransportTests", dependencies: ["CollabTransport"]),
-        .testTarget(name: "CollabServerTests", dependencies: ["CollabServer", "CollabOT", "CollabProtocol"]),
+        .testTarget(name: "CollabServerTests",
+                    dependencies: ["CollabServer", "CollabOT", "CollabProtocol", "CollabTransport", "collab-serve"]),
         .testTarget(name: "CollabClientTests", dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
+        .testTarget(name: "CollabJoinTests",
+                    dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
+                                   "collab-join", "collab-serve"]),
     ]
 )

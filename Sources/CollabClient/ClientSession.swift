@@ -175,7 +175,10 @@ public struct ClientSession: Sendable {
             sentSeq = nil
             if let next { queue(next, &out) }
         } catch {
-            out.problems.append("unexpected acknowledgement: \(error)")
+            // An ack that skips a revision means something from the server was missed: catch up
+            // again (the reconnect's catch-up carries our op too, which acknowledges it).
+            out.problems.append("unexpected acknowledgement: \(error); reconnecting to resync")
+            out.fatal = .error(code: .internalError, "client out of sync at revision \(rev)", room: room)
         }
     }
 

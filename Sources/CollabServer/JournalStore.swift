@@ -19,6 +19,7 @@ public final class JournalStore {
     public let directory: String
     var journals: [String: Int32] = [:]
     var dirty: Set<String> = []
+    var snapshotRevisions: [String: Int] = [:]
 
     public init(directory: String) throws {
         self.directory = directory
@@ -51,6 +52,7 @@ public final class JournalStore {
     public func load(room name: String, historyLimit: Int = 10_000, warn: (String) -> Void) throws -> Room {
         let dir = roomDirectory(name)
         var room = Room(name: name, historyLimit: historyLimit)
+        snapshotRevisions[name] = nil
         if let bytes = try readWholeFile(dir + "/snapshot.json") {
             let snap: Message
             do {
@@ -62,6 +64,7 @@ public final class JournalStore {
                 throw RoomError("room \(name): snapshot.json is not a snapshot message")
             }
             room = Room(name: name, document: TextRope(doc), revision: rev, historyLimit: historyLimit)
+            snapshotRevisions[name] = rev
             if case .object(let clients)? = snap.extra?["clients"] {
                 var table: [String: (seq: Int, rev: Int)] = [:]
                 for (client, entry) in clients.fields {
@@ -118,6 +121,7 @@ public final class JournalStore {
     public func append(room: String, records: [Message]) throws {
         guard !records.isEmpty else { return }
         let fd = try journal(for: room)
+        if let fault = appendFault?(room) { throw RoomError("writing journal of room \(room): \(fault)") }
         var w = JSONWriter(capacity: 128 * records.count)
         for r in records {
             r.write(to: &w)
@@ -127,21 +131,55 @@ public final class JournalStore {
         dirty.insert(room)
     }
 
-    /// Makes every append so far durable.
+    /// Makes every append so far durable: one `fdatasync` per room written since the last sync.
+    /// Every dirty room is tried; if some fail, `JournalSyncError` names them (the others are
+    /// durable) and the failed ones stay dirty.
     public func sync() throws {
-        for room in dirty {
-            guard let fd = journals[room] else { continue }
-            if fdatasync(fd) != 0 { throw RoomError("fsync of the journal of room \(room): \(String(cString: strerror(errno)))") }
+        guard !dirty.isEmpty else { return }
+        var failures: [(room: String, message: String)] = []
+        for room in dirty.sorted() {
+            guard let fd = journals[room] else {
+                dirty.remove(room)
+                continue
+            }
+            var failure: String?
+            if let fault = syncFault?(room) {
+                failure = fault
+            } else if fdatasync(fd) != 0 {
+                failure = String(cString: strerror(errno))
+            }
+            if let failure {
+                failures.append((room, "fsync of the journal of room \(room): \(failure)"))
+            } else {
+                dirty.remove(room)
+            }
         }
-        dirty.removeAll()
+        if !failures.isEmpty { throw JournalSyncError(failures: failures) }
     }
+
+    /// Rooms appended to since their last successful sync.
+    public var unsyncedRooms: Set<String> { dirty }
+
+    /// The revision of the room's snapshot on disk (as loaded or last written), if any.
+    public func snapshotRevision(of room: String) -> Int? { snapshotRevisions[room] }
+
+    /// Test hook: returning a message makes the sync of that room fail with it.
+    var syncFault: ((String) -> String?)?
+    /// Test hook: returning a message makes appends to that room fail with it.
+    var appendFault: ((String) -> String?)?
 
     public var hasUnsyncedWrites: Bool { !dirty.isEmpty }
 
     /// Writes the room's snapshot atomically, then empties its journal: replay at start-up then
     /// costs one snapshot plus the ops since.
     public func writeSnapshot(_ room: Room) throws {
-        try sync()
+        // Not needed for the snapshot itself, but a failing disk is better found here.
+        if dirty.contains(room.name), let fd = journals[room.name] {
+            guard fdatasync(fd) == 0 else {
+                throw RoomError("fsync of the journal of room \(room.name): \(String(cString: strerror(errno)))")
+            }
+            dirty.remove(room.name)
+        }
         let dir = roomDirectory(room.name)
         try makeDirectories(dir)
         var snap = room.snapshot
@@ -171,10 +209,12 @@ public final class JournalStore {
         guard ftruncate(journalFD, 0) == 0, fdatasync(journalFD) == 0 else {
             throw RoomError("truncating the journal of room \(room.name): \(String(cString: strerror(errno)))")
         }
+        snapshotRevisions[room.name] = room.revision
     }
 
     /// Closes the room's journal (the room was unloaded from memory).
     public func close(room: String) {
+        snapshotRevisions[room] = nil
         if let fd = journals.removeValue(forKey: room) {
             if dirty.contains(room) { fdatasync(fd) }
             dirty.remove(room)
@@ -192,6 +232,13 @@ public final class JournalStore {
         try syncDirectory(dir)
         return fd
     }
+}
+
+/// `JournalStore.sync()` failed for some rooms; their journals may not hold what was appended.
+public struct JournalSyncError: Error, Sendable, CustomStringConvertible {
+    public var failures: [(room: String, message: String)]
+    public var rooms: [String] { failures.map(\.room) }
+    public var description: String { failures.map(\.message).joined(separator: "; ") }
 }
 
 // MARK: - File helpers

@@ -40,6 +40,11 @@ public final class EventLoop {
         public var sendChunkSize: Int = 64 << 10
         /// Receive buffer per client connection (server connections use their server's setting).
         public var clientRxBufferSize: Int = 4096
+        /// Let libwebsockets check that incoming text messages are UTF-8 and close a connection
+        /// that sends one that is not (1007 "bad utf8"). libwebsockets reads this per context, not
+        /// per vhost. Turn it off to validate in the layer above and answer with an error instead
+        /// (collab-serve does: its JSON reader validates UTF-8 anyway).
+        public var validateUTF8: Bool = true
 
         public init() {}
     }
@@ -91,8 +96,8 @@ public final class EventLoop {
         var info = lws_context_creation_info()
         // EXPLICIT_VHOSTS: one vhost for clients and fds, one per listener. JUST_USE_RAW_ORIGIN:
         // send ClientOptions.origin as given (lws would otherwise prefix "http://").
-        info.options = UInt64(LWS_SERVER_OPTION_EXPLICIT_VHOSTS) | UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8)
-            | UInt64(LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN)
+        info.options = UInt64(LWS_SERVER_OPTION_EXPLICIT_VHOSTS) | UInt64(LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN)
+        if options.validateUTF8 { info.options |= UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8) }
         info.user = Unmanaged.passUnretained(ref).toOpaque()
         info.count_threads = 1
         info.max_http_header_data = UInt16(clamping: options.maxHTTPHeaderSize)

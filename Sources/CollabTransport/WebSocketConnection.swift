@@ -416,13 +416,17 @@ public final class WebSocketConnection {
         guard state == .open || state == .closing else { return 0 }
         if pingWanted {
             pingWanted = false
-            // A PING with a payload: libwebsockets 4.1 drops empty PONGs before the callback.
-            var payload = [UInt8](repeating: 0, count: lwsPre + 8)
-            withUnsafeBytes(of: pingDueNanos.bigEndian) { b in
-                for i in 0..<8 { payload[lwsPre + i] = b[i] }
+            // A PING with a payload: libwebsockets 4.1 drops empty PONGs before the callback. The
+            // payload is ASCII (16 hex digits): libwebsockets 4.1 leaves its UTF-8 check of the
+            // last text message switched on for control frames, so binary bytes in a PING (or
+            // the PONG echoing it) get the connection closed with 1007 "bad utf8".
+            var payload = [UInt8](repeating: 0, count: lwsPre + 16)
+            let hex = Array("0123456789abcdef".utf8)
+            for i in 0..<16 {
+                payload[lwsPre + i] = hex[Int((pingDueNanos >> UInt64(60 - 4 * i)) & 0xF)]
             }
             let n = payload.withUnsafeMutableBufferPointer { b in
-                lws_write(wsi, b.baseAddress! + lwsPre, 8, LWS_WRITE_PING)
+                lws_write(wsi, b.baseAddress! + lwsPre, 16, LWS_WRITE_PING)
             }
             if n < 0 { return -1 }
         }

@@ -81,8 +81,8 @@ extension EventLoop {
                                                      rxBufferSize: options.rxBufferSize))
         info.retry_and_idle_policy = UnsafePointer(disabledValidityPolicy())
         info.server_string = UnsafePointer(cAlloc.string(options.serverName))
-        info.options = UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8)
-            | UInt64(LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND)
+        // UTF-8 validation is a context option (EventLoop.Options.validateUTF8).
+        info.options = UInt64(LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND)
         if let host = options.host, host.contains(".") && !host.contains(":") {
             // An IPv4 literal: bind an IPv4 socket.
             info.options |= UInt64(LWS_SERVER_OPTION_DISABLE_IPV6)

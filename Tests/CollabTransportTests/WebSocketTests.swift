@@ -419,6 +419,57 @@ final class WebSocketTests: XCTestCase {
         XCTAssertEqual(live.state, .closed)  // teardown closed it afterwards
     }
 
+    /// Regression: libwebsockets 4.1 keeps the UTF-8 check of the last text message on for the
+    /// control frames that follow, so a PING payload that is not UTF-8 got connections that had
+    /// exchanged text closed with 1007 "bad utf8" at the first heartbeat.
+    func testHeartbeatAfterTextMessagesKeepsTheConnection() throws {
+        let loop = try EventLoop(options: quietOptions())
+        var serverOptions = WebSocketServer.Options()
+        serverOptions.limits.heartbeat = Heartbeat(idle: .milliseconds(50), timeout: .milliseconds(500))
+        let server = try loop.listen(serverOptions)
+        var serverPongs = 0
+        var clientPongs = 0
+        var closes: [(UInt16, String)] = []
+        var stopping = false
+        server.handlers.onText = { c, bytes in c.send(text: bytes) }
+        server.handlers.onPong = { _ in serverPongs += 1 }
+        server.handlers.onClose = { _, code, reason in if !stopping { closes.append((code, reason)) } }
+        var options = ClientOptions()
+        options.limits.heartbeat = Heartbeat(idle: .milliseconds(50), timeout: .milliseconds(500))
+        var h = WebSocketHandlers()
+        h.onOpen = { c in c.send(text: "héllo") }
+        h.onPong = { _ in clientPongs += 1 }
+        h.onClose = { _, code, reason in if !stopping { closes.append((code, reason)) } }
+        _ = try loop.connect(to: "ws://127.0.0.1:\(server.port)/text-then-ping", options: options, handlers: h)
+        loop.schedule(every: .milliseconds(5)) {
+            if (serverPongs >= 3 && clientPongs >= 3) || !closes.isEmpty {
+                stopping = true
+                loop.stop()
+            }
+        }
+        runLoop(loop)
+        XCTAssertTrue(closes.isEmpty, "closed: \(closes)")
+        XCTAssertGreaterThanOrEqual(serverPongs, 3)
+        XCTAssertGreaterThanOrEqual(clientPongs, 3)
+    }
+
+    func testUTF8ValidationCanBeLeftToTheApplication() throws {
+        var o = quietOptions()
+        o.validateUTF8 = false
+        let loop = try EventLoop(options: o)
+        let server = try loop.listen()
+        var received: [[UInt8]] = []
+        server.handlers.onText = { c, bytes in
+            received.append(bytes)
+            loop.stop()
+        }
+        var h = WebSocketHandlers()
+        h.onOpen = { c in c.send(text: [0x7B, 0xFF, 0xFE, 0x7D]) }
+        _ = try loop.connect(to: "ws://127.0.0.1:\(server.port)/raw", handlers: h)
+        runLoop(loop)
+        XCTAssertEqual(received, [[0x7B, 0xFF, 0xFE, 0x7D]])
+    }
+
     func testClientHeartbeatDetectsAServerThatStoppedReading() throws {
         let loop = try EventLoop(options: quietOptions())
         var serverOptions = WebSocketServer.Options()

@@ -1,0 +1,101 @@
+import ArgumentParser
+import CollabCLI
+import CollabProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct CollabJoin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collab-join",
+        abstract: "Join a collab room: NDJSON edits on stdin, the room's traffic on stdout.",
+        discussion: """
+        Connects to a room of collab-serve (ws://HOST:PORT/ROOM; the path names the room) and runs the OT client, so edits never wait for the network and a bot needs no revision numbers. Messages are NDJSON in the collab schema (see collab-protocol(7)).
+
+        Stdin: one message per line. {"type":"op","op":[...]} or a bare op array applies an op to the current copy; the convenience lines are {"type":"insert","pos":N,"text":"..."}, {"type":"delete","pos":N,"len":N}, {"type":"replace","text":"..."} (the whole text; sent as a minimal edit), {"type":"undo"} and {"type":"redo"} (of this client's own edits, transformed past others' edits), {"type":"cursor","anchor":N,"head":N}, {"type":"typing","typing":true} and {"type":"event",...} (relayed to the room as is). Positions count Unicode scalars. Input is read only once the room's document has arrived. A bad line is reported on stderr as "line N: ..." and skipped; with --strict input stops there, the edits already accepted are still delivered, and the exit status is 65.
+
+        Stdout: every message from the room, in order: welcome (with the document, or the revision a catch-up starts from), the others' ops, this client's own ops once committed (with their rev, just before their ack), acks, presence, join, leave, roster, error. Own and others' ops together are the room's history in revision order, so `collab-join URL | collab-ot-apply apply` rebuilds the document.
+
+        At end of input, collab-join waits until the server has acknowledged every local edit (at most --drain-timeout), then sends leave, closes and exits 0: piping one line in never loses the edit. With --listen stdin is not read and it stays in the room until interrupted.
+
+        When the connection drops or cannot be made, it retries with exponential backoff (250 ms doubling up to 30 s, full jitter: each wait is random between 0 and that ceiling), catches up with the ops it missed ("since"), and resubmits the edit that was in flight; edits typed meanwhile are kept and sent after reconnecting. Fatal server errors other than refusals reconnect too, as does a close for falling behind (1008, slow consumer). Logs about the connection go to stderr (--quiet silences them); data goes to stdout only.
+
+        SIGINT and SIGTERM: leave politely and exit 128+signal (130, 143); edits not yet acknowledged at that moment are dropped (a warning says so). A second signal exits at once. If stdout is closed by its reader (EPIPE), collab-join leaves and exits 0.
+
+        Exit status: 0 done; 64 usage error, bad URL or room name (the server's message is shown); 65 bad input line with --strict; 69 server unreachable after --max-retries, or edits not acknowledged within --drain-timeout; 74 stdout could not be written; 77 refused by the server (unauthorized or forbidden); 130/143 interrupted.
+
+        Examples:
+          collab-join ws://localhost:7420/notes | collab-ot-apply apply --follow
+          echo '{"type":"insert","pos":0,"text":"hello "}' | collab-join ws://localhost:7420/notes
+          collab-join --snapshot ws://localhost:7420/notes > notes.txt
+          collab-join --listen --quiet ws://localhost:7420/notes | jq -c 'select(.type=="op")'
+          printf '%s\\n' '{"type":"replace","text":"v2"}' '{"type":"undo"}' | collab-join URL
+          collab-join --max-retries 3 --drain-timeout 5 URL < edits.ndjson
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The room to join: ws://HOST:PORT/ROOM.", valueName: "url"))
+    var url: String
+
+    @Option(help: "User name sent to the room (default: $USER, else anonymous).")
+    var user: String?
+
+    @Option(help: "Display name shown to the others.")
+    var name: String?
+
+    @Option(help: "Token for a server that requires one (default: $COLLAB_TOKEN).")
+    var token: String?
+
+    @Flag(help: "Print the room's document text exactly (nothing added) and exit.")
+    var snapshot = false
+
+    @Flag(help: "Do not read stdin: stay in the room and print its traffic until interrupted.")
+    var listen = false
+
+    @Option(name: .customLong("max-retries"), help: ArgumentHelp("Reconnection attempts after a failure before giving up with status 69 (default: unlimited).", valueName: "n"))
+    var maxRetries: Int?
+
+    @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("Seconds to wait at end of input for the server to acknowledge every local edit.", valueName: "seconds"))
+    var drainTimeout: Double = 10
+
+    @Flag(help: "Stop at the first bad input line: deliver the edits accepted so far, then exit 65.")
+    var strict = false
+
+    @Option(name: .customLong("max-line"), help: ArgumentHelp("Longest accepted input line, in bytes.", valueName: "bytes"))
+    var maxLine: Int = LineSplitter.defaultMaxLineLength
+
+    @Flag(name: .shortAndLong, help: "No connection logs on stderr (problems are still reported).")
+    var quiet = false
+
+    func validate() throws {
+        if let problem = JoinOptions.problem(with: url) { throw ValidationError(problem) }
+        if let maxRetries, maxRetries < 0 { throw ValidationError("--max-retries must be 0 or more") }
+        guard drainTimeout > 0, drainTimeout.isFinite else { throw ValidationError("--drain-timeout must be a positive number of seconds") }
+        guard maxLine > 0 else { throw ValidationError("--max-line must be positive") }
+        if snapshot && listen { throw ValidationError("give --snapshot or --listen, not both") }
+    }
+
+    func run() throws {
+        var options = JoinOptions(url: url, user: user ?? JoinOptions.defaultUser())
+        options.name = name
+        if let token {
+            options.token = token
+        } else if let t = getenv("COLLAB_TOKEN"), t.pointee != 0 {
+            options.token = String(cString: t)
+        }
+        options.snapshot = snapshot
+        options.listen = listen
+        options.maxRetries = maxRetries
+        options.drainTimeout = .milliseconds(Int64((drainTimeout * 1000).rounded(.up)))
+        options.strict = strict
+        options.maxLineLength = maxLine
+        options.quiet = quiet
+        let tool = JoinTool(options: options, diagnostics: Diagnostics(program: "collab-join"),
+                            output: LineWriter(fd: STDOUT_FILENO))
+        let status = tool.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+CollabJoin.main()

@@ -1,0 +1,166 @@
+import ArgumentParser
+import CollabServer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct CollabServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collab-serve",
+        abstract: "WebSocket server for real-time collaborative editing: rooms, durable history, heartbeats.",
+        discussion: """
+        Clients connect to ws://HOST:PORT/ROOM; the URL path names the room (letters, digits, . _ ~ - and /, at most 128 bytes). Every message is one JSON object per text frame, in the collab schema (see collab-protocol(7)). A client says hello and gets a welcome with the whole document, or, with "since", the ops it missed. Each op is transformed against what was committed after its base, committed as the next revision, written to the room's journal and made durable (fdatasync; the syncs of one loop iteration are grouped) before it is acknowledged and broadcast. A resubmitted op (same client and seq) is acknowledged with its original revision.
+
+        Rooms live in DIR/ROOM/ (a / in a room name is %2F there): journal.ndjson (committed op messages, one per line) and snapshot.json (the document at a revision). A room is loaded on its first join, snapshotted every --snapshot-every ops and when it is unloaded (--idle-unload seconds after its last client left) or the server stops. After a crash (SIGKILL, power loss) a torn last journal line is dropped with a warning: it was never acknowledged.
+
+        Bad input gets an error message and the connection stays: invalid JSON or UTF-8, unknown message types and binary frames get "bad-message". A message larger than --max-message gets "too-large" and the connection is closed with 1009; a bad room name gets "bad-room" and 1008. A client that does not read (more than --max-queue bytes waiting) is closed with 1008 "slow consumer: ..." and catches up by reconnecting with "since". A peer silent for --ping-interval is pinged and dropped after --ping-timeout more seconds; the others see it leave.
+
+        GET /healthz answers 200 with a JSON object: "status" ("ok"), "rooms" (loaded), "connections", "revisions" (each loaded room's revision) and "commits" (since start); 503 with "status":"stopping" during shutdown.
+
+        If the journal of a room cannot be written or synced, its senders get "unavailable" instead of an ack, its clients are disconnected (1011) and the room is reloaded from disk on the next join; other rooms are not affected.
+
+        SIGTERM or SIGINT: stop accepting, send what is pending, close clients with 1001, snapshot the rooms, exit 0 (a second signal exits at once). Logs go to stderr, one line per event; the first lines give the data directory and the listening address.
+
+        Exit status: 0 after a clean shutdown; 64 usage error; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock).
+
+        Examples:
+          collab-serve
+          collab-serve --host 0.0.0.0 --port 8080 --data /var/lib/collab
+          collab-serve --port 0 2>&1 | grep -m1 'listening on'
+          curl -s http://127.0.0.1:7420/healthz | jq .
+          collab-join ws://127.0.0.1:7420/notes < edits.ndjson
+          collab-ot-apply apply < ~/.local/state/collab/notes/journal.ndjson
+        """
+    )
+
+    @Option(help: ArgumentHelp("Address to listen on (an IPv4 or IPv6 address, or an interface name).", valueName: "HOST"))
+    var host: String = "127.0.0.1"
+
+    @Option(help: ArgumentHelp("TCP port; 0 picks a free one (the address is printed on stderr).", valueName: "PORT"))
+    var port: Int = 7420
+
+    @Option(name: .customLong("data"),
+            help: ArgumentHelp("Directory of the rooms' journals and snapshots (default: $XDG_STATE_HOME/collab, else ~/.local/state/collab).",
+                               valueName: "DIR"),
+            completion: .directory)
+    var dataDirectory: String?
+
+    @Option(name: .customLong("max-message"), help: ArgumentHelp("Largest message accepted from a client (bytes; K, M suffixes).", valueName: "SIZE"))
+    var maxMessage: ByteSize = ByteSize(1 << 20)
+
+    @Option(name: .customLong("max-queue"), help: ArgumentHelp("Most bytes waiting to be sent to one client before it is closed as a slow consumer (K, M suffixes).", valueName: "SIZE"))
+    var maxQueue: ByteSize = ByteSize(8 << 20)
+
+    @Option(name: .customLong("ping-interval"), help: ArgumentHelp("Ping a client after this many seconds of silence.", valueName: "SECONDS"))
+    var pingInterval: Seconds = Seconds(25)
+
+    @Option(name: .customLong("ping-timeout"), help: ArgumentHelp("Drop a client that stays silent this many seconds after a ping.", valueName: "SECONDS"))
+    var pingTimeout: Seconds = Seconds(20)
+
+    @Option(name: .customLong("snapshot-every"), help: ArgumentHelp("Snapshot a room (and empty its journal) every N ops; 0: only at unload and shutdown.", valueName: "N"))
+    var snapshotEvery: Int = 1000
+
+    @Option(name: .customLong("idle-unload"), help: ArgumentHelp("Snapshot and unload a room this many seconds after its last client left.", valueName: "SECONDS"))
+    var idleUnload: Seconds = Seconds(60)
+
+    @Option(name: .customLong("history"), help: ArgumentHelp("Committed ops kept in memory per room for catch-up (older joins get the whole document).", valueName: "N"))
+    var history: Int = 10_000
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("Least severe log lines shown: error, warn, info or debug (debug adds one line per message).", valueName: "LEVEL"))
+    var logLevel: LogLevelArgument = .info
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard maxMessage.bytes > 0 else { throw ValidationError("--max-message must be positive") }
+        guard maxQueue.bytes > 0 else { throw ValidationError("--max-queue must be positive") }
+        guard pingInterval.value >= 0.01, pingTimeout.value >= 0.01 else {
+            throw ValidationError("--ping-interval and --ping-timeout must be at least 0.01 seconds")
+        }
+        guard snapshotEvery >= 0 else { throw ValidationError("--snapshot-every must be 0 or more") }
+        guard idleUnload.value >= 0 else { throw ValidationError("--idle-unload must be 0 or more") }
+        guard history > 0 else { throw ValidationError("--history must be positive") }
+        if dataDirectory == nil && ServerConfiguration.defaultDataDirectory() == nil {
+            throw ValidationError("neither XDG_STATE_HOME nor HOME is set: give --data DIR")
+        }
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        var config = ServerConfiguration(dataDirectory: dataDirectory ?? ServerConfiguration.defaultDataDirectory()!)
+        config.host = host
+        config.port = port
+        config.maxMessageBytes = maxMessage.bytes
+        config.maxQueueBytes = maxQueue.bytes
+        config.pingInterval = pingInterval.duration
+        config.pingTimeout = pingTimeout.duration
+        config.snapshotEvery = snapshotEvery
+        config.idleUnload = idleUnload.duration
+        config.historyLimit = history
+        config.handleSignals = true
+        let log = ServerLog(level: logLevel.level)
+        let host: ServerHost
+        do {
+            host = try ServerHost(configuration: config, log: log)
+        } catch let e as ServerStartError {
+            log.error(e.message)
+            throw ExitCode(e.kind == .listen ? 69 : 73)
+        }
+        host.run()
+    }
+}
+
+enum LogLevelArgument: String, ExpressibleByArgument, CaseIterable {
+    case error, warn, info, debug
+    var level: ServerLog.Level { ServerLog.Level(name: rawValue)! }
+}
+
+/// A byte count: `1048576`, `64K`, `1M`, `1MiB`, `2G` (binary multiples).
+struct ByteSize: ExpressibleByArgument, CustomStringConvertible {
+    var bytes: Int
+    init(_ bytes: Int) { self.bytes = bytes }
+
+    init?(argument: String) {
+        var text = Substring(argument.lowercased())
+        for suffix in ["ib", "b"] where text.hasSuffix(suffix) && text.count > suffix.count {
+            text = text.dropLast(suffix.count)
+            break
+        }
+        var multiplier = 1
+        switch text.last {
+        case "k": multiplier = 1 << 10
+        case "m": multiplier = 1 << 20
+        case "g": multiplier = 1 << 30
+        default: break
+        }
+        if multiplier != 1 { text = text.dropLast() }
+        guard let n = Int(text), n >= 0 else { return nil }
+        let (product, overflow) = n.multipliedReportingOverflow(by: multiplier)
+        guard !overflow else { return nil }
+        bytes = product
+    }
+
+    var description: String {
+        if bytes > 0 && bytes % (1 << 20) == 0 { return "\(bytes >> 20)M" }
+        if bytes > 0 && bytes % (1 << 10) == 0 { return "\(bytes >> 10)K" }
+        return "\(bytes)"
+    }
+    var defaultValueDescription: String { description }
+}
+
+/// Seconds, possibly fractional (`0.5`).
+struct Seconds: ExpressibleByArgument, CustomStringConvertible {
+    var value: Double
+    init(_ value: Double) { self.value = value }
+    init?(argument: String) {
+        guard let v = Double(argument), v.isFinite else { return nil }
+        value = v
+    }
+    var duration: Duration { .nanoseconds(Int64((value * 1e9).rounded())) }
+    var description: String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+    var defaultValueDescription: String { description }
+}
+
+CollabServe.main()

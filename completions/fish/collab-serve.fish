@@ -1,0 +1,92 @@
+function __collab-serve_should_offer_completions_for_flags_or_options -a expected_commands
+    set -l non_repeating_flags_or_options $argv[2..]
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __collab-serve_parse_tokens
+    test "$commands" = "$expected_commands"; and return $non_repeating_flags_or_options_absent
+end
+
+function __collab-serve_should_offer_completions_for_positional -a expected_commands positional_index_comparison expected_positional_index
+    set -l non_repeating_flags_or_options
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __collab-serve_parse_tokens
+    test "$commands" = "$expected_commands" -a \( "$positional_index" "$positional_index_comparison" "$expected_positional_index" \)
+end
+
+function __collab-serve_parse_tokens -S
+    set -l unparsed_tokens (__collab-serve_tokens -pc)
+    switch $unparsed_tokens[1]
+    case 'collab-serve'
+        __collab-serve_parse_subcommand 0 'host=' 'port=' 'data=' 'max-message=' 'max-queue=' 'ping-interval=' 'ping-timeout=' 'snapshot-every=' 'idle-unload=' 'history=' 'log-level=' 'h/help'
+        switch $unparsed_tokens[1]
+        case 'help'
+            __collab-serve_parse_subcommand -r 1 
+        end
+    end
+end
+
+function __collab-serve_tokens
+    if test (string split -m 1 -f 1 -- . "$FISH_VERSION") -gt 3
+        commandline --tokens-raw $argv
+    else
+        commandline -o $argv
+    end
+end
+
+function __collab-serve_parse_subcommand -S -a positional_count
+    argparse -s r -- $argv
+    set -l option_specs $argv[2..]
+    set -l is_repeating_positional $_flag_r
+    set -el _flag_r
+    set -a commands $unparsed_tokens[1]
+    set positional_index 0
+    while true
+        set -e unparsed_tokens[1]
+        argparse -sn "$commands" $option_specs -- $unparsed_tokens 2> /dev/null
+        set unparsed_tokens $argv
+        set positional_index (math $positional_index + 1)
+        for non_repeating_flag_or_option in $non_repeating_flags_or_options
+            if set -ql "_flag_$(string replace -a - _ -- $non_repeating_flag_or_option)"
+                set non_repeating_flags_or_options_absent 1
+                break
+            end
+        end
+        test (count $unparsed_tokens) -eq 0 -o \( -z "$is_repeating_positional" -a "$positional_index" -gt "$positional_count" \) && break
+    end
+end
+
+function __collab-serve_complete_directories
+    set -l token (commandline -t)
+    string match -- '*/' $token
+    set -l subdirs $token*/
+    printf %s\n $subdirs
+end
+
+function __collab-serve_custom_completion
+    set -x SAP_SHELL fish
+    set -x SAP_SHELL_VERSION $FISH_VERSION
+    set -l tokens (__collab-serve_tokens -p)
+    if test -z "$(__collab-serve_tokens -t)"
+        set -l index (count (__collab-serve_tokens -pc))
+        set tokens $tokens[..$index] \'\' $tokens[(math $index + 1)..]
+    end
+    command $tokens[1] $argv $tokens
+end
+
+complete -c 'collab-serve' -f
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" host' -l 'host' -d 'Address to listen on (an IPv4 or IPv6 address, or an interface name).' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" port' -l 'port' -d 'TCP port; 0 picks a free one (the address is printed on stderr).' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" data' -l 'data' -d 'Directory of the rooms\' journals and snapshots (default: $XDG_STATE_HOME/collab, else ~/.local/state/collab).' -rfa '(__collab-serve_complete_directories)'
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" max-message' -l 'max-message' -d 'Largest message accepted from a client (bytes; K, M suffixes).' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" max-queue' -l 'max-queue' -d 'Most bytes waiting to be sent to one client before it is closed as a slow consumer (K, M suffixes).' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" ping-interval' -l 'ping-interval' -d 'Ping a client after this many seconds of silence.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" ping-timeout' -l 'ping-timeout' -d 'Drop a client that stays silent this many seconds after a ping.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" snapshot-every' -l 'snapshot-every' -d 'Snapshot a room (and empty its journal) every N ops; 0: only at unload and shutdown.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" idle-unload' -l 'idle-unload' -d 'Snapshot and unload a room this many seconds after its last client left.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" history' -l 'history' -d 'Committed ops kept in memory per room for catch-up (older joins get the whole document).' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" log-level' -l 'log-level' -d 'Least severe log lines shown: error, warn, info or debug (debug adds one line per message).' -rfka 'error warn info debug'
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_positional "collab-serve" -eq 1' -fa 'help' -d 'Show subcommand help information.'
