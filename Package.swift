@@ -51,16 +51,23 @@ let package = Package(
         .executableTarget(name: "collab-serve", dependencies: ["CollabServer", argumentParser]),
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
 
-        .testTarget(name: "CollabProtocolTests", dependencies: ["CollabProtocol", "CollabOT"]),
-        .testTarget(name: "CollabToolTests", dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "collab-ot-apply"]),
-        .testTarget(name: "CollabOTTests", dependencies: ["CollabOT", "CollabProtocol"]),
-        .testTarget(name: "CollabTransportTests", dependencies: ["CollabTransport"]),
+        // What the test targets share: the seeded generator, child processes with bounded waits,
+        // polling, loopback sockets. Foundation and XCTest only, so any test target may use it.
+        .target(name: "CollabTestSupport", path: "Tests/CollabTestSupport"),
+
+        .testTarget(name: "CollabProtocolTests", dependencies: ["CollabProtocol", "CollabOT", "CollabTestSupport"]),
+        .testTarget(name: "CollabToolTests",
+                    dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "CollabTestSupport", "collab-ot-apply"]),
+        .testTarget(name: "CollabOTTests", dependencies: ["CollabOT", "CollabProtocol", "CollabTestSupport"]),
+        .testTarget(name: "CollabTransportTests", dependencies: ["CollabTransport", "CollabTestSupport"]),
         .testTarget(name: "CollabServerTests",
-                    dependencies: ["CollabServer", "CollabOT", "CollabProtocol", "CollabTransport", "collab-serve"]),
-        .testTarget(name: "CollabClientTests", dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol"]),
+                    dependencies: ["CollabServer", "CollabOT", "CollabProtocol", "CollabTransport", "CollabTestSupport",
+                                   "collab-serve"]),
+        .testTarget(name: "CollabClientTests",
+                    dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
-                                   "collab-join", "collab-serve"]),
+                                   "CollabTestSupport", "collab-join", "collab-serve"]),
     ]
 )

@@ -481,23 +481,11 @@ public final class JoinTool {
     func handleLine(_ number: Int, _ bytes: UnsafeBufferPointer<UInt8>) {
         guard !strictFailure, exitStatus == nil else { return }
         let message: Message
-        if bytes.first(where: { $0 != 0x20 && $0 != 0x09 }) == UInt8(ascii: "[") {
-            // A bare op array is an op line.
-            do {
-                var scanner = JSONScanner(bytes)
-                var m = Message(.op)
-                m.op = try TextOperation.read(from: &scanner)
-                try scanner.expectEnd()
-                message = m
-            } catch {
-                lineProblem(LineError(line: number, reason: "invalid op: \(error)"))
-                return
-            }
-        } else {
-            do throws(MessageError) { message = try Message.decode(bytes) } catch {
-                lineProblem(LineError(line: number, reason: error.description))
-                return
-            }
+        switch decodeInputLine(number, bytes) {
+        case .success(let m): message = m
+        case .failure(let problem):
+            lineProblem(problem)
+            return
         }
         carryOut(session.input(message), line: number)
         checkDrained()

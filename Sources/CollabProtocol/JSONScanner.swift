@@ -172,12 +172,43 @@ public struct JSONScanner {
     /// Reads a number that must be an integer in the range of `Int`.
     public mutating func readInt() throws(JSONSyntaxError) -> Int {
         let start = i
-        switch try readNumber() {
-        case .int(let v): return v
-        default:
+        guard let v = try readIntegerNumber() else {
             i = start
             throw fail("expected an integer")
         }
+        return v
+    }
+
+    /// Reads any JSON number; returns it if it is an integer in the range of `Int` (written
+    /// without fraction or exponent), else nil (the number is consumed either way). Counts, seqs
+    /// and revisions are read this way, without building a `JSONValue`.
+    public mutating func readIntegerNumber() throws(JSONSyntaxError) -> Int? {
+        skipWhitespace()
+        let start = i
+        var negative = false
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        guard i < bytes.count, bytes[i] &- 0x30 < 10 else {
+            i = start
+            throw fail("expected a number")
+        }
+        var value = 0
+        if bytes[i] == 0x30 {
+            i += 1
+        } else {
+            // Up to 18 digits cannot overflow: no checked arithmetic for the common case.
+            let fastEnd = min(bytes.count, i + 18)
+            while i < fastEnd, case let d = bytes[i] &- 0x30, d < 10 {
+                value = value &* 10 &+ Int(d)
+                i += 1
+            }
+        }
+        if i < bytes.count, case let b = bytes[i], b &- 0x30 < 10 || b == UInt8(ascii: ".") || b | 0x20 == UInt8(ascii: "e") {
+            // Long, fractional, exponent or malformed: the general reader decides.
+            i = start
+            if case .int(let v) = try readNumber() { return v }
+            return nil
+        }
+        return negative ? -value : value
     }
 
     /// Reads any JSON number: `.int` when it is written as an integer that fits, else `.double`.
@@ -196,6 +227,12 @@ public struct JSONScanner {
             // Accumulate with the sign applied: Int.min has no positive counterpart, so adding
             // then negating turned "-9223372036854775808" (which JSONWriter.int writes) into a
             // .double, breaking the .int round trip.
+            // Up to 18 digits cannot overflow: no checked arithmetic for the common case.
+            let fastEnd = min(bytes.count, i + 18)
+            while i < fastEnd, case let d = bytes[i] &- 0x30, d < 10 {
+                value = value &* 10 &+ (negative ? -Int(d) : Int(d))
+                i += 1
+            }
             while i < bytes.count, case let d = bytes[i] &- 0x30, d < 10 {
                 let (m, o1) = value.multipliedReportingOverflow(by: 10)
                 let (a, o2) = negative ? m.subtractingReportingOverflow(Int(d)) : m.addingReportingOverflow(Int(d))

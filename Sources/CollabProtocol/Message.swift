@@ -265,7 +265,7 @@ extension Message {
         guard let p = s.peek(), p == UInt8(ascii: "-") || p &- 0x30 < 10 else {
             throw MessageError.badField(key, "must be an integer")
         }
-        guard case .int(let v) = try s.readNumber() else { throw MessageError.badField(key, "must be an integer in range") }
+        guard let v = try s.readIntegerNumber() else { throw MessageError.badField(key, "must be an integer in range") }
         return v
     }
 

@@ -25,7 +25,7 @@ extension TextOperation {
                         let text = try s.readString()
                         count = text.unicodeScalars.count
                     } else {
-                        guard case .int(let n) = try s.readNumber() else {
+                        guard let n = try s.readIntegerNumber() else {
                             throw OperationSyntaxError(index: index, reason: "a delete count must be an integer", offset: at)
                         }
                         count = n
@@ -35,7 +35,7 @@ extension TextOperation {
                 guard n > 0 else { throw OperationSyntaxError(index: index, reason: "a delete count must be positive, got \(n)", offset: at) }
                 op.delete(n)
             default:
-                guard case .int(let n) = try s.readNumber() else {
+                guard let n = try s.readIntegerNumber() else {
                     throw OperationSyntaxError(index: index, reason: "a keep count must be an integer", offset: at)
                 }
                 guard n > 0 else { throw OperationSyntaxError(index: index, reason: "a keep count must be positive, got \(n)", offset: at) }

@@ -2,24 +2,19 @@ import CollabClient
 import CollabOT
 import CollabProtocol
 import CollabServer
+import CollabTestSupport
 import XCTest
+
+extension SplitMix64 {
+    /// In 0 ..< n by plain modulo rather than `int(_:)`'s unbiased draw, so that each seed below
+    /// still produces the run it always did (failure messages name the seed).
+    fileprivate mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}
 
 /// Client sessions and a room, both sans-I/O, wired through simulated connections that deliver in
 /// order per direction, interleave arbitrarily, and drop whatever is in flight when a connection
 /// breaks. Every client must end with the room's document and nothing unacknowledged.
 final class SessionSimulationTests: XCTestCase {
-    struct Rng {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    }
-
     final class Link {
         var session: ClientSession
         var connection: ConnectionID?
@@ -33,7 +28,7 @@ final class SessionSimulationTests: XCTestCase {
         var room = Room(name: "sim", historyLimit: 50)
         var links: [Link] = []
         var nextConnection = 1
-        var rng: Rng
+        var rng: SplitMix64
 
         mutating func connect(_ i: Int) {
             let link = links[i]
@@ -81,18 +76,18 @@ final class SessionSimulationTests: XCTestCase {
             guard link.session.hasDocument else { return }
             let n = link.session.document.count
             var line: Message
-            switch rng.int(5) {
+            switch rng.below(5) {
             case 0 where n > 0:
                 line = Message(.delete)
-                let pos = rng.int(n)
+                let pos = rng.below(n)
                 line.pos = pos
-                line.len = 1 + rng.int(min(3, n - pos))
+                line.len = 1 + rng.below(min(3, n - pos))
             case 1:
-                line = Message(rng.int(2) == 0 ? .undo : .redo)
+                line = Message(rng.below(2) == 0 ? .undo : .redo)
             default:
                 line = Message(.insert)
-                line.pos = rng.int(n + 1)
-                line.text = ["a", "é", "字", "👍🏽", "xyz"][rng.int(5)]
+                line.pos = rng.below(n + 1)
+                line.text = ["a", "é", "字", "👍🏽", "xyz"][rng.below(5)]
             }
             let out = link.session.input(line)
             if link.connection != nil { link.toServer += out.send }
@@ -105,14 +100,14 @@ final class SessionSimulationTests: XCTestCase {
     }
 
     func run(seed: UInt64, clients: Int, steps: Int) throws {
-        var w = World(rng: Rng(state: seed))
+        var w = World(rng: SplitMix64(seed: seed))
         for k in 0 ..< clients {
             w.links.append(Link(ClientSession(user: "u\(k)", clientID: "client-\(k)")))
             w.connect(k)
         }
         for _ in 0 ..< steps {
-            let i = w.rng.int(clients)
-            switch w.rng.int(20) {
+            let i = w.rng.below(clients)
+            switch w.rng.below(20) {
             case 0 ... 5: w.edit(i)
             case 6 ... 10: w.deliverToServer(i)
             case 11 ... 17: try w.deliverToClient(i)
@@ -150,14 +145,14 @@ final class SessionSimulationTests: XCTestCase {
     /// (the `collab-join URL | collab-ot-apply apply` contract), own ops included once committed.
     func testPrintedOpsReproduceTheDocument() throws {
         for seed in UInt64(500) ... 560 {
-            var w = World(rng: Rng(state: seed))
+            var w = World(rng: SplitMix64(seed: seed))
             for k in 0 ..< 3 {
                 w.links.append(Link(ClientSession(user: "u\(k)", clientID: "client-\(k)")))
                 w.connect(k)
             }
             for _ in 0 ..< 150 {
-                let i = w.rng.int(3)
-                switch w.rng.int(3) {
+                let i = w.rng.below(3)
+                switch w.rng.below(3) {
                 case 0: w.edit(i)
                 case 1: w.deliverToServer(i)
                 default: try w.deliverToClient(i)

@@ -1,4 +1,5 @@
 import CollabProtocol
+import CollabTestSupport
 import Foundation
 import XCTest
 
@@ -39,7 +40,7 @@ final class JoinIntegrationTests: JoinTestCase {
         let server = try startServer(data: try temporaryDirectory())
         let url = server.url + "/bots"
         let botCount = 5, linesPerBot = 200
-        var bots: [Child] = []
+        var bots: [ChildProcess] = []
         var total = 0
         var scripts: [[String]] = []
         for b in 0 ..< botCount {
@@ -58,7 +59,7 @@ final class JoinIntegrationTests: JoinTestCase {
             let lines = scripts[b]
             group.enter()
             Thread.detachNewThread {
-                var rng = SplitMix(state: UInt64(b) &* 7919)
+                var rng = SplitMix64(seed: UInt64(b) &* 7919)
                 var i = 0
                 while i < lines.count {
                     let n = min(lines.count - i, Int.random(in: 1 ... 5, using: &rng))

@@ -1,3 +1,4 @@
+import CollabTestSupport
 import Foundation
 import XCTest
 
@@ -7,11 +8,11 @@ import Glibc
 
 /// A running `collab-serve`.
 final class ServerProcess {
-    let child: Child
+    let child: ChildProcess
     let port: Int
     var url: String { "ws://127.0.0.1:\(port)" }
 
-    init(child: Child, port: Int) {
+    init(child: ChildProcess, port: Int) {
         self.child = child
         self.port = port
     }
@@ -20,7 +21,7 @@ final class ServerProcess {
 /// Base class: finds the binaries, starts servers and joins, and stops every process it started
 /// on teardown.
 class JoinTestCase: XCTestCase {
-    private var children: [Child] = []
+    private var children: [ChildProcess] = []
 
     override class func setUp() {
         super.setUp()
@@ -33,14 +34,6 @@ class JoinTestCase: XCTestCase {
         super.tearDown()
     }
 
-    func binary(_ name: String) throws -> URL {
-        guard let url = ToolLocator.binary(name) else {
-            XCTFail("\(name) not found next to the test bundle (\(CommandLine.arguments[0])); set COLLAB_BIN_DIR")
-            throw XCTSkip("no \(name)")
-        }
-        return url
-    }
-
     func temporaryDirectory() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("collab-join-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -48,8 +41,9 @@ class JoinTestCase: XCTestCase {
         return dir
     }
 
-    func spawn(_ name: String, _ arguments: [String], stdinNull: Bool = false) throws -> Child {
-        let c = try Child(try binary(name), arguments, stdinNull: stdinNull)
+    func spawn(_ name: String, _ arguments: [String], stdinNull: Bool = false) throws -> ChildProcess {
+        // A developer's COLLAB_TOKEN would make every join authenticate.
+        let c = try ChildProcess(try BinaryLocator.require(name), arguments, stdin: stdinNull ? .null : .pipe, unsetting: ["COLLAB_TOKEN"])
         children.append(c)
         return c
     }
@@ -80,7 +74,7 @@ class JoinTestCase: XCTestCase {
     }
 
     /// Starts `collab-join ARGS URL`.
-    func join(_ url: String, _ arguments: [String] = [], stdinNull: Bool = false) throws -> Child {
+    func join(_ url: String, _ arguments: [String] = [], stdinNull: Bool = false) throws -> ChildProcess {
         try spawn("collab-join", arguments + [url], stdinNull: stdinNull)
     }
 
@@ -93,7 +87,7 @@ class JoinTestCase: XCTestCase {
     }
 
     /// Waits until a join's stdout history leads to a document satisfying `predicate`.
-    func waitForDocument(_ c: Child, _ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+    func waitForDocument(_ c: ChildProcess, _ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
                          _ predicate: (String) -> Bool) {
         waitUntil("\(what); stdout so far:\n\(c.stdout.text.suffix(2000))\nstderr:\n\(c.stderr.text.suffix(2000))",
                   timeout: timeout, file: file, line: line) {
@@ -103,22 +97,10 @@ class JoinTestCase: XCTestCase {
     }
 }
 
-/// A deterministic random source for test inputs.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Insert lines for a bot: each at a random position the bot knows exists (the document holds
 /// at least its own earlier inserts; nobody deletes), with text that names the bot.
 func botLines(bot: Int, count: Int, seed: UInt64) -> (lines: [String], characters: Int) {
-    var rng = SplitMix(state: seed)
+    var rng = SplitMix64(seed: seed)
     var own = 0
     var lines: [String] = []
     let alphabet = Array("abcdefghijklmnopqrstuvwxyzé😀")

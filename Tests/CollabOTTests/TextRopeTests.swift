@@ -1,3 +1,4 @@
+import CollabTestSupport
 import XCTest
 @testable import CollabOT
 

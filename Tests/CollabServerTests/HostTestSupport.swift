@@ -1,6 +1,7 @@
 @testable import CollabServer
 import CollabOT
 import CollabProtocol
+import CollabTestSupport
 import CollabTransport
 import Foundation
 import Synchronization
@@ -9,11 +10,6 @@ import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// A test step that did not happen within its deadline.
-struct WaitTimeout: Error, CustomStringConvertible {
-    var description: String
-}
 
 /// Log lines of an in-process host, waitable. Set COLLAB_TEST_LOG=1 to echo them.
 final class LogCapture: @unchecked Sendable {
@@ -417,16 +413,7 @@ class HostTestCase: XCTestCase {
         defer { Glibc.close(fd) }
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard r == 0 else { throw WaitTimeout(description: "connect failed: errno \(errno)") }
+        guard connectLoopback(fd, port: port) else { throw WaitTimeout(description: "connect failed: errno \(errno)") }
         let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         var data: [UInt8] = []

@@ -1,4 +1,5 @@
 import CollabProtocol
+import CollabTestSupport
 import Foundation
 import XCTest
 
@@ -6,65 +7,14 @@ import XCTest
 import Glibc
 #endif
 
-/// Finds a built executable: `COLLAB_BIN_DIR` if set, else next to the test bundle (on Linux
-/// the bundle is an executable in the build directory; on macOS a `.xctest` directory there).
-enum BinaryLocator {
-    static func binary(_ name: String) -> URL? {
-        var dirs: [URL] = []
-        if let dir = ProcessInfo.processInfo.environment["COLLAB_BIN_DIR"], !dir.isEmpty {
-            dirs.append(URL(fileURLWithPath: dir))
-        }
-        dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent())
-        dirs.append(Bundle.main.bundleURL)
-        dirs.append(Bundle.main.bundleURL.deletingLastPathComponent())
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
-            dirs.append(bundle.bundleURL.deletingLastPathComponent())
-        }
-        for dir in dirs {
-            let candidate = dir.appendingPathComponent(name)
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        return nil
-    }
-}
-
-/// A running `collab-serve` child: stderr collected by a thread, waitable.
-final class ServeProcess: @unchecked Sendable {
-    let process = Process()
-    private let condition = NSCondition()
-    private var stderrBytes: [UInt8] = []
-    private var stderrEnded = false
-    private let exited = DispatchSemaphore(value: 0)
-    private(set) var port = 0
+/// A running `collab-serve` on a port of its choosing, read from its log.
+final class ServeProcess {
+    let child: ChildProcess
+    let port: Int
 
     init(_ binary: URL, _ arguments: [String]) throws {
-        process.executableURL = binary
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["NO_COLOR"] = "1"
-        process.environment = env
-        let errPipe = Pipe()
-        process.standardError = errPipe
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        process.terminationHandler = { [exited] _ in exited.signal() }
-        try process.run()
-        try? errPipe.fileHandleForWriting.close()
-        let fd = errPipe.fileHandleForReading.fileDescriptor
-        let thread = Thread { [self] in
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                condition.lock()
-                if n > 0 { stderrBytes.append(contentsOf: chunk[..<n]) } else { stderrEnded = true }
-                condition.broadcast()
-                condition.unlock()
-                if n <= 0 { break }
-            }
-        }
-        thread.start()
-        let line = try waitForStderr(containing: "listening on ws://")
+        child = try ChildProcess(binary, arguments, stdin: .null, stdout: .null)
+        let line = try Self.waitForStderr(child, containing: "listening on ws://")
         guard let r = line.range(of: #"ws://127\.0\.0\.1:(\d+)"#, options: .regularExpression),
               let p = Int(line[r].split(separator: ":").last ?? "") else {
             throw WaitTimeout(description: "no port in \(line)")
@@ -72,44 +22,33 @@ final class ServeProcess: @unchecked Sendable {
         port = p
     }
 
-    var stderr: String {
-        condition.lock(); defer { condition.unlock() }
-        return String(decoding: stderrBytes, as: UTF8.self)
-    }
+    var stderr: String { child.stderr.text }
 
     /// The first stderr line containing `needle`.
     @discardableResult
     func waitForStderr(containing needle: String, timeout: Double = 10) throws -> String {
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        condition.lock(); defer { condition.unlock() }
-        while true {
-            let text = String(decoding: stderrBytes, as: UTF8.self)
-            if let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) { return String(line) }
-            if stderrEnded || !condition.wait(until: deadline) {
-                throw WaitTimeout(description: "collab-serve: no stderr line with \"\(needle)\"; stderr:\n\(text)")
-            }
-        }
+        try Self.waitForStderr(child, containing: needle, timeout: timeout)
     }
 
-    func signal(_ signo: Int32) { kill(process.processIdentifier, signo) }
+    private static func waitForStderr(_ child: ChildProcess, containing needle: String, timeout: Double = 10) throws -> String {
+        guard let line = child.stderr.firstLine(containing: needle, timeout: timeout) else {
+            throw WaitTimeout(description: "collab-serve: no stderr line with \"\(needle)\"; stderr:\n\(child.stderr.text)")
+        }
+        return line
+    }
+
+    func signal(_ signo: Int32) { child.signal(signo) }
 
     /// Waits for the exit; kills the process if it takes longer than `timeout`.
     func waitForExit(timeout: Double = 10) throws -> (status: Int32, reason: Process.TerminationReason) {
-        if exited.wait(timeout: .now() + timeout) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            exited.wait()
+        guard let status = child.waitForExit(timeout: timeout) else {
             throw WaitTimeout(description: "collab-serve did not exit within \(timeout) s; stderr:\n\(stderr)")
         }
-        return (process.terminationStatus, process.terminationReason)
+        return (status, child.process.terminationReason)
     }
 
     /// Kills the process if it still runs (test teardown).
-    func terminate() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            _ = exited.wait(timeout: .now() + 10)
-        }
-    }
+    func terminate() { child.kill9() }
 }
 
 final class ServeBinaryTests: HostTestCase {
@@ -122,11 +61,7 @@ final class ServeBinaryTests: HostTestCase {
     }
 
     func serve(_ arguments: [String]) throws -> ServeProcess {
-        guard let binary = BinaryLocator.binary("collab-serve") else {
-            XCTFail("collab-serve not found next to the test bundle (\(CommandLine.arguments[0])); set COLLAB_BIN_DIR")
-            throw XCTSkip("no binary")
-        }
-        let child = try ServeProcess(binary, arguments)
+        let child = try ServeProcess(try BinaryLocator.require("collab-serve"), arguments)
         children.append(child)
         return child
     }
@@ -162,21 +97,11 @@ final class ServeBinaryTests: HostTestCase {
     }
 
     func testUsageAndListenErrors() throws {
-        guard let binary = BinaryLocator.binary("collab-serve") else {
-            XCTFail("collab-serve not found")
-            return
-        }
+        let binary = try BinaryLocator.require("collab-serve")
         func run(_ args: [String]) throws -> (Int32, String) {
-            let p = Process()
-            p.executableURL = binary
-            p.arguments = args
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            let data = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+            // Bounded: a child that hangs instead of exiting fails this test, not the run.
+            let r = try ChildProcess(binary, args, stdin: .null, stdout: .null).finish(timeout: 20)
+            return (r.status, r.err)
         }
         let data = temporaryDirectory()
         XCTAssertEqual(try run(["--port", "70000", "--data", data]).0, 64)

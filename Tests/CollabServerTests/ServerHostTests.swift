@@ -1,6 +1,7 @@
 @testable import CollabServer
 import CollabOT
 import CollabProtocol
+import CollabTestSupport
 import CollabTransport
 import Foundation
 import Synchronization

@@ -1,3 +1,4 @@
+import CollabTestSupport
 import Foundation
 import XCTest
 import CollabOT
@@ -139,21 +140,21 @@ final class OTApplyApplyTests: ToolTestCase {
     /// With --follow and stdout a pipe, each snapshot line is written as soon as its op is read:
     /// the test reads it back before sending the next line, with stdin still open.
     func testFollowIsFlushedPerLine() throws {
-        let child = try RunningTool(try tool(), ["apply", "--follow", "--text", "é"])
+        let child = try ChildProcess(try tool(), ["apply", "--follow", "--text", "é"])
         let deadline = Date(timeIntervalSinceNow: Self.timeout)
         func lines(_ data: Data) -> [String] {
             String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
         }
         child.send("[1,\"h\"]\n")
-        XCTAssertTrue(child.output.wait(until: deadline) { lines($0).count >= 1 }, "no snapshot after the first line")
-        XCTAssertEqual(lines(child.output.data), [#"{"type":"snapshot","rev":1,"doc":"éh"}"#])
+        XCTAssertTrue(child.stdout.wait(until: deadline) { lines($0).count >= 1 }, "no snapshot after the first line")
+        XCTAssertEqual(lines(child.stdout.data), [#"{"type":"snapshot","rev":1,"doc":"éh"}"#])
 
         child.send("{\"type\":\"welcome\",\"rev\":10,\"doc\":\"new\\n\"}\n")
-        XCTAssertTrue(child.output.wait(until: deadline) { lines($0).count >= 2 }, "no snapshot after the welcome")
+        XCTAssertTrue(child.stdout.wait(until: deadline) { lines($0).count >= 2 }, "no snapshot after the welcome")
         child.send("{\"type\":\"ack\",\"seq\":1,\"rev\":10}\n{\"type\":\"op\",\"rev\":11,\"op\":[4,\"!\"]}\n")
-        XCTAssertTrue(child.output.wait(until: deadline) { lines($0).count >= 3 }, "no snapshot after the op")
+        XCTAssertTrue(child.stdout.wait(until: deadline) { lines($0).count >= 3 }, "no snapshot after the op")
         child.send("{\"type\":\"op\",\"rev\":13,\"op\":[1]}\n") // a gap: reported, no snapshot
-        XCTAssertTrue(child.errors.wait(until: deadline) { String(decoding: $0, as: UTF8.self).contains("line 5: ") })
+        XCTAssertTrue(child.stderr.wait(until: deadline) { String(decoding: $0, as: UTF8.self).contains("line 5: ") })
         child.closeInput()
         let r = try child.finish(timeout: Self.timeout)
         XCTAssertEqual(r.status, 0, r.err)
@@ -378,8 +379,8 @@ final class OTApplyReplayTests: ToolTestCase {
             let trace = try write(text, name)
             let start = text.contains("\"startContent\":\"ab\"") ? "ab" : ""
             let pipe = Pipe()
-            let apply = try RunningTool(try tool(), ["apply", "--strict", "--text", start], stdin: pipe)
-            let replay = try RunningTool(try tool(), ["replay", "--ops", "--room", "t", trace.path], stdout: pipe)
+            let apply = try ChildProcess(try tool(), ["apply", "--strict", "--text", start], stdin: .from(pipe))
+            let replay = try ChildProcess(try tool(), ["replay", "--ops", "--room", "t", trace.path], stdout: .into(pipe))
             let replayed = try replay.finish(timeout: Self.timeout)
             let applied = try apply.finish(timeout: Self.timeout)
             XCTAssertEqual(replayed.status, 0, replayed.err)
@@ -403,8 +404,8 @@ final class OTApplyVolumeTests: ToolTestCase {
     func testRandomOpStreamMatchesTheLibrary() throws {
         var rng = SystemRandomNumberGenerator()
         var seed = UInt64.random(in: 0 ... UInt64.max, using: &rng)
-        if let s = ProcessInfo.processInfo.environment["COLLAB_TEST_SEED"], let v = UInt64(s) { seed = v }
-        var g = Mix(seed)
+        if let v = TestSeed.override { seed = v }
+        var g = SplitMix64(seed: seed)
         var doc = TextRope("start ✓\n")
         var lines: [String] = []
         var rev = 0
@@ -470,7 +471,7 @@ final class OTApplyVolumeTests: ToolTestCase {
             let path = dir.appendingPathComponent(UUID().uuidString).path
             XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: nil))
             let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
-            let child = try RunningTool(try tool(), args, stdoutFile: handle)
+            let child = try ChildProcess(try tool(), args, stdout: .file(handle))
             try handle.close()
             let feeder = child.feed(Data(input.utf8))
             let r = try child.finish(timeout: Self.timeout)
@@ -490,18 +491,5 @@ final class OTApplyVolumeTests: ToolTestCase {
         let (s3, w3, e3) = try runToFile(["apply", "--follow", "--strict"], "[\"a\"]\nbad\n")
         XCTAssertEqual(s3, 65, e3)
         XCTAssertEqual(w3, "{\"type\":\"snapshot\",\"rev\":1,\"doc\":\"a\"}\n")
-    }
-}
-
-/// SplitMix64, for reproducible random inputs (the seed is printed on failure).
-struct Mix {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

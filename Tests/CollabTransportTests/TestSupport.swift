@@ -1,3 +1,4 @@
+import CollabTestSupport
 import CollabTransport
 import Synchronization
 import XCTest
@@ -27,16 +28,7 @@ func tcpConnect(port: Int, receiveBuffer: Int32? = nil) throws -> Int32 {
     if var size = receiveBuffer {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
     }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let r = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    guard r == 0 else {
+    guard connectLoopback(fd, port: port) else {
         close(fd)
         throw TransportError("connect failed: errno \(errno)")
     }
