@@ -46,6 +46,8 @@ let package = Package(
         // Rooms (sans-I/O: events in, messages and journal records out), their durable storage,
         // and the host that serves them over WebSockets (collab-serve's logic).
         .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol", "CollabTransport"]),
+        // hiredis' async API inside the CollabTransport loop: connections, pub/sub, Lua scripts.
+        .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-serve", dependencies: ["CollabServer", argumentParser]),
@@ -65,6 +67,7 @@ let package = Package(
                                    "collab-serve"]),
         .testTarget(name: "CollabClientTests",
                     dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
+        .testTarget(name: "CollabRedisTests", dependencies: ["CollabRedis", "CollabTransport", "CollabTestSupport"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
