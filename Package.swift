@@ -4,6 +4,7 @@ import PackageDescription
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let rope: Target.Dependency = .product(name: "_RopeModule", package: "swift-collections")
+let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
 
 let package = Package(
     name: "collab",
@@ -47,7 +48,7 @@ let package = Package(
         // and the host that serves them over WebSockets (collab-serve's logic).
         .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol", "CollabTransport"]),
         // hiredis' async API inside the CollabTransport loop: connections, pub/sub, Lua scripts.
-        .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport"]),
+        .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport", deque]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-serve", dependencies: ["CollabServer", argumentParser]),

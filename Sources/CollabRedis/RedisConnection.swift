@@ -17,6 +17,7 @@
 // - the async API has no timeouts: command and connect timeouts are loop timers.
 import CHiredis
 import CollabTransport
+import DequeModule
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -59,17 +60,16 @@ public struct RedisOptions: Sendable {
 /// A command waiting for its reply.
 final class PendingCommand {
     var completion: ((Result<RedisReply, RedisError>) -> Void)?
-    var timer: LoopTimer?
 
     init(_ completion: @escaping (Result<RedisReply, RedisError>) -> Void) {
         self.completion = completion
     }
 
+    var isFinished: Bool { completion == nil }
+
     func finish(_ result: Result<RedisReply, RedisError>) {
         guard let c = completion else { return }
         completion = nil
-        timer?.cancel()
-        timer = nil
         c(result)
     }
 }
@@ -257,6 +257,12 @@ public final class RedisConnection {
 
     var link: HiredisLink?
     var queued: [(args: [[UInt8]], pending: PendingCommand)] = []
+    /// Commands with a timeout, in the order they were issued, and the one timer that fails
+    /// those past their deadline. A timer per command would cost O(n) each to insert into
+    /// libwebsockets' sorted timer list: pipelining 10,000 commands made that quadratic.
+    var deadlines = Deque<(at: ContinuousClock.Instant, command: PendingCommand)>()
+    var sweepTimer: LoopTimer?
+    var sweepAt: ContinuousClock.Instant?
     var handshakeLeft = 0
     var connectTimer: LoopTimer?
     var retryTimer: LoopTimer?
@@ -322,15 +328,46 @@ public final class RedisConnection {
         }
         let limit: Duration? = timeout ?? options.commandTimeout
         if let limit {
-            pending.timer = loop.schedule(after: limit) { [weak pending] in
-                pending?.finish(.failure(.timeout))
-            }
+            // Replies come in order, so answered commands leave from the front: the queue stays
+            // about as long as the number of commands in flight.
+            while let first = deadlines.first, first.command.isFinished { deadlines.removeFirst() }
+            let at = ContinuousClock.now + limit
+            deadlines.append((at, pending))
+            armSweep(at)
         }
         if state == .connecting {
             queued.append((args, pending))
         } else {
             send(args, pending)
         }
+    }
+
+    func armSweep(_ at: ContinuousClock.Instant) {
+        if let current = sweepAt, current <= at { return }
+        sweepTimer?.cancel()
+        sweepAt = at
+        sweepTimer = loop.schedule(after: max(.zero, at - ContinuousClock.now)) { [weak self] in
+            self?.sweepDeadlines()
+        }
+    }
+
+    /// Fails the commands past their deadline and re-arms the timer for the next deadline.
+    func sweepDeadlines() {
+        sweepTimer = nil
+        sweepAt = nil
+        let now = ContinuousClock.now
+        var next: ContinuousClock.Instant?
+        var kept = Deque<(at: ContinuousClock.Instant, command: PendingCommand)>()
+        for entry in deadlines where !entry.command.isFinished {
+            if entry.at <= now {
+                entry.command.finish(.failure(.timeout))
+            } else {
+                kept.append(entry)
+                next = min(next ?? entry.at, entry.at)
+            }
+        }
+        deadlines = kept
+        if let next { armSweep(next) }
     }
 
     func send(_ args: [[UInt8]], _ pending: PendingCommand) {
