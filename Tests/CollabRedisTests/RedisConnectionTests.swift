@@ -4,53 +4,7 @@ import CollabTransport
 import Foundation
 import XCTest
 
-final class RedisConnectionTests: XCTestCase {
-    var server: RedisServer?
-    var url: RedisURL!
-    var runner: LoopThread!
-
-    override func setUpWithError() throws {
-        if let env = ProcessInfo.processInfo.environment["COLLAB_TEST_REDIS_URL"], !env.isEmpty {
-            url = try RedisURL(parsing: env)
-        } else {
-            let s = try RedisServer()
-            server = s
-            url = s.url
-        }
-        runner = LoopThread()
-    }
-
-    override func tearDown() {
-        runner?.stop()
-        runner = nil
-        server = nil
-    }
-
-    /// A connection on the loop, stored under `name`, started; waits until ready.
-    func connect(_ name: String = "c", url: RedisURL? = nil, options: RedisOptions = RedisOptions()) {
-        let u = url ?? self.url!
-        _ = runner.sync { [runner] loop in
-            let c = RedisConnection(loop: loop, url: u, options: options)
-            runner!.objects[name] = c
-            c.start()
-        }
-        runner.wait("\(name) ready") { [runner] _ in (runner!.objects[name] as! RedisConnection).isReady }
-    }
-
-    /// Runs commands on connection `name` and waits for all replies (in completion order).
-    func exec(_ commands: [[String]], on name: String = "c", timeout: Double = 10) -> [Result<RedisReply, RedisError>] {
-        let rec = Recorder()
-        let recBox = UncheckedSendable(rec)
-        _ = runner.sync { [runner] _ in
-            let c = runner!.objects[name] as! RedisConnection
-            for cmd in commands { c.command(cmd) { recBox.value.results.append($0) } }
-        }
-        runner.wait("\(commands.count) replies", timeout: timeout) { _ in recBox.value.results.count == commands.count }
-        return runner.sync { _ in recBox.value.results } ?? []
-    }
-
-    func key(_ s: String) -> String { "collab-test:\(name):\(s)" }
-
+final class RedisConnectionTests: RedisTestCase {
     func testSetGetIncrAndErrors() throws {
         connect()
         let k = key("k"), n = key("n")
