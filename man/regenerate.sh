@@ -11,8 +11,10 @@ swift package --scratch-path .build-docs --allow-writing-to-package-directory \
 for dir in Sources/collab-*; do
     p=$(basename "$dir")
     bin=.build-docs/release/$p
-    "$bin" --generate-completion-script bash > "completions/bash/$p"
-    "$bin" --generate-completion-script zsh > "completions/zsh/_$p"
-    "$bin" --generate-completion-script fish > "completions/fish/$p.fish"
-    echo "man/$p.1 completions/bash/$p completions/zsh/_$p completions/fish/$p.fish"
+    # Flat, one file per shell, named as each shell's completion directory expects:
+    # bash-completion loads NAME(.bash), zsh's fpath _NAME, fish NAME.fish.
+    "$bin" --generate-completion-script bash > "completions/$p.bash"
+    "$bin" --generate-completion-script zsh > "completions/_$p"
+    "$bin" --generate-completion-script fish > "completions/$p.fish"
+    echo "man/$p.1 completions/$p.bash completions/_$p completions/$p.fish"
 done
