@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "collab-ot-apply", targets: ["collab-ot-apply"]),
         .executable(name: "collab-serve", targets: ["collab-serve"]),
         .executable(name: "collab-join", targets: ["collab-join"]),
+        .executable(name: "collab-bridge", targets: ["collab-bridge"]),
         .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
         .library(name: "CollabOT", targets: ["CollabOT"]),
     ],
@@ -36,7 +37,8 @@ let package = Package(
         .target(name: "CollabTraces", dependencies: ["CollabOT", "CollabProtocol", "CZlib"]),
         // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
         // of each tool, so executables stay thin and tests drive tools in-process.
-        .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces", "CollabClient", "CollabTransport"]),
+        .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces", "CollabClient", "CollabTransport",
+                                                 "CollabRedis", "CollabRedisRoom"]),
         // The libwebsockets event loop: WebSocket server and client, HTTP GET, raw fds, timers,
         // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
         .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
@@ -49,10 +51,14 @@ let package = Package(
         .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol", "CollabTransport"]),
         // hiredis' async API inside the CollabTransport loop: connections, pub/sub, Lua scripts.
         .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport", deque]),
+        // A room's Redis commit path (read, transform, commit, retry), shared by collab-bridge
+        // --commit and collab-serve --redis.
+        .target(name: "CollabRedisRoom", dependencies: ["CollabRedis", "CollabOT", "CollabProtocol", "CollabTransport"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-serve", dependencies: ["CollabServer", argumentParser]),
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
+        .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
 
         // What the test targets share: the seeded generator, child processes with bounded waits,
         // polling, loopback sockets. Foundation and XCTest only, so any test target may use it.
@@ -68,7 +74,10 @@ let package = Package(
                                    "collab-serve"]),
         .testTarget(name: "CollabClientTests",
                     dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
-        .testTarget(name: "CollabRedisTests", dependencies: ["CollabRedis", "CollabTransport", "CollabTestSupport"]),
+        .testTarget(name: "CollabRedisTests", dependencies: ["CollabRedis", "CollabRedisRoom", "CollabOT", "CollabProtocol",
+                                                         "CollabTransport", "CollabTestSupport"]),
+        .testTarget(name: "CollabBridgeTests",
+                    dependencies: ["CollabProtocol", "CollabOT", "CollabTestSupport", "collab-bridge", "collab-ot-apply"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
