@@ -92,12 +92,11 @@ public final class BridgeTool {
     let script = RedisScript(source: RoomLog.commitSource)
     var exitStatus: Int32?
 
-    var input: RawDescriptor?
+    var input: LoopInput?
     var inputOpened = false
     var inputClosed = false
     var strictFailure = false
     var splitter: LineSplitter
-    var readBuffer: [UInt8]
     /// Publishes and commits not answered yet.
     var pending = 0
     /// Ops not committed or lines not published because of Redis.
@@ -111,7 +110,6 @@ public final class BridgeTool {
         self.diagnostics = diagnostics
         self.output = output
         splitter = LineSplitter(maxLineLength: options.maxLineLength)
-        readBuffer = [UInt8](repeating: 0, count: 64 << 10)
         // Auto-increment seqs start from the clock, so a rerun with the same --client is not
         // taken for a resubmission of the previous run's ops.
         seqBase = RoomCommitter.nowMillis() * 1000
@@ -173,7 +171,7 @@ public final class BridgeTool {
     func finish(_ status: Int32) {
         guard exitStatus == nil else { return }
         exitStatus = status
-        input?.pauseReading()
+        input?.pause()
         connection.close()
         subscriber.close()
         loop.stop()
@@ -320,43 +318,27 @@ public final class BridgeTool {
     func maybeOpenInput() {
         guard !inputOpened, subscribedOnce, connection.isReady, exitStatus == nil else { return }
         inputOpened = true
-        do {
-            let raw = try loop.adopt(fd: options.inputFD, ownsDescriptor: false)
-            raw.onReadable = { [weak self] r in self?.readable(r) }
-            raw.onClose = { [weak self] r in self?.inputEnded(r) }
-            input = raw
-        } catch {
+        let reader = LoopInput(loop: loop, fd: options.inputFD, diagnostics: diagnostics,
+                               onBytes: { [weak self] in self?.received($0) },
+                               onEnd: { [weak self] in self?.inputEnded() })
+        if reader.isClosed {
             inputClosed = true
             checkDone()
+        } else {
+            input = reader
         }
     }
 
-    func readable(_ r: RawDescriptor) {
+    func received(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard exitStatus == nil, !strictFailure else { return }
-        let n = readBuffer.withUnsafeMutableBytes { read(r.fd, $0.baseAddress, $0.count) }
-        if n > 0 {
-            readBuffer.withUnsafeBufferPointer { consume(UnsafeBufferPointer(rebasing: $0[..<n])) }
-        } else if n == 0 {
-            r.close()
-        } else if errno != EAGAIN && errno != EINTR {
-            diagnostics.error("reading stdin: \(SystemError(operation: "read", errno: errno))")
-            r.close()
-        }
+        consume(bytes)
     }
 
-    func inputEnded(_ r: RawDescriptor) {
+    /// End of input (the rest of a hung-up pipe has been read by then).
+    func inputEnded() {
         guard exitStatus == nil, !inputClosed else { return }
         inputClosed = true
         input = nil
-        // A hang-up may leave data in the pipe: read the rest without blocking.
-        while !strictFailure {
-            var p = pollfd(fd: r.fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 0) > 0, p.revents & Int16(POLLIN | POLLHUP) != 0 else { break }
-            let n = readBuffer.withUnsafeMutableBytes { read(r.fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            readBuffer.withUnsafeBufferPointer { consume(UnsafeBufferPointer(rebasing: $0[..<n])) }
-        }
         if !strictFailure {
             splitter.finish(line: { n, b in handleLine(n, b) }, error: { lineProblem($0) })
         }
@@ -372,7 +354,7 @@ public final class BridgeTool {
         diagnostics.error(problem.description)
         if options.strict {
             strictFailure = true
-            input?.pauseReading()
+            input?.pause()
             checkDone()
         }
     }

@@ -104,9 +104,8 @@ public final class JoinTool {
     var tooLargeCounted = false
 
     // Input.
-    var input: RawDescriptor?
+    var input: LoopInput?
     var splitter: LineSplitter
-    var readBuffer: [UInt8]
     /// Bytes read before the first welcome (only at a hang-up: reading is paused until then).
     var held: [UInt8] = []
     /// stdin reached its end (the descriptor left the loop).
@@ -123,7 +122,6 @@ public final class JoinTool {
         self.output = output
         session = ClientSession(user: options.user, name: options.name, token: options.token, clientID: options.clientID)
         splitter = LineSplitter(maxLineLength: options.maxLineLength)
-        readBuffer = [UInt8](repeating: 0, count: 64 << 10)
     }
 
     /// Runs until the session ends; returns the exit status: 0 done, 64 bad URL or room,
@@ -171,7 +169,7 @@ public final class JoinTool {
         exitStatus = status
         retryTimer?.cancel()
         drainTimer?.cancel()
-        input?.pauseReading()
+        input?.pause()
         guard let c = connection else {
             loop.stop()
             return
@@ -409,47 +407,24 @@ public final class JoinTool {
     // MARK: Input
 
     func openInput() {
-        do {
-            let raw = try loop.adopt(fd: options.inputFD, ownsDescriptor: false)
-            raw.onReadable = { [weak self] r in self?.readable(r) }
-            raw.onClose = { [weak self] r in self?.inputEnded(r) }
-            raw.pauseReading() // until the first welcome gives a document to edit
-            input = raw
-        } catch {
-            // stdin is closed or cannot be polled: no input.
-            inputClosed = true
-        }
+        // Paused until the first welcome gives a document to edit.
+        let reader = LoopInput(loop: loop, fd: options.inputFD, paused: true, diagnostics: diagnostics,
+                               onBytes: { [weak self] in self?.received($0) },
+                               onEnd: { [weak self] in self?.inputEnded() })
+        // stdin that is closed or cannot be polled is no input.
+        if reader.isClosed { inputClosed = true } else { input = reader }
     }
 
-    func readable(_ r: RawDescriptor) {
+    func received(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard exitStatus == nil, !strictFailure else { return }
-        let n = readBuffer.withUnsafeMutableBytes { read(r.fd, $0.baseAddress, $0.count) }
-        if n > 0 {
-            readBuffer.withUnsafeBufferPointer { consume(UnsafeBufferPointer(rebasing: $0[..<n])) }
-        } else if n == 0 {
-            r.close()
-        } else if errno != EAGAIN && errno != EINTR {
-            diagnostics.error("reading stdin: \(SystemError(operation: "read", errno: errno))")
-            r.close()
-        }
+        consume(bytes)
     }
 
-    /// stdin left the loop: end of file, or a hang-up (libwebsockets reports one even while
-    /// reading is paused and data remains in the pipe: read that rest here, without blocking).
-    func inputEnded(_ r: RawDescriptor) {
+    /// End of input (the rest of a hung-up pipe has been read by then).
+    func inputEnded() {
         guard exitStatus == nil, !inputClosed else { return }
         inputClosed = true
         input = nil
-        if !strictFailure {
-            while true {
-                var p = pollfd(fd: r.fd, events: Int16(POLLIN), revents: 0)
-                guard poll(&p, 1, 0) > 0, p.revents & Int16(POLLIN | POLLHUP) != 0 else { break }
-                let n = readBuffer.withUnsafeMutableBytes { read(r.fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { break }
-                readBuffer.withUnsafeBufferPointer { consume(UnsafeBufferPointer(rebasing: $0[..<n])) }
-            }
-        }
         // The drain timeout runs from the end of input, joined or not: a script piping edits in
         // learns within that time that they could not be delivered.
         startDrainTimer()
@@ -474,7 +449,7 @@ public final class JoinTool {
         if inputClosed {
             endOfInput()
         } else if !strictFailure {
-            input?.resumeReading()
+            input?.resume()
         }
     }
 
@@ -497,7 +472,7 @@ public final class JoinTool {
         diagnostics.error(problem.description)
         guard options.strict, !strictFailure else { return }
         strictFailure = true
-        input?.pauseReading()
+        input?.pause()
         endOfInput()
     }
 
