@@ -48,7 +48,7 @@ let package = Package(
 
         // Rooms (sans-I/O: events in, messages and journal records out), their durable storage,
         // and the host that serves them over WebSockets (collab-serve's logic).
-        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol", "CollabTransport"]),
+        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol", "CollabTransport", "CollabRedis", "CollabRedisRoom"]),
         // hiredis' async API inside the CollabTransport loop: connections, pub/sub, Lua scripts.
         .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport", deque]),
         // A room's Redis commit path (read, transform, commit, retry), shared by collab-bridge
@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "CollabRedisRoom", dependencies: ["CollabRedis", "CollabOT", "CollabProtocol", "CollabTransport"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
-        .executableTarget(name: "collab-serve", dependencies: ["CollabServer", argumentParser]),
+        .executableTarget(name: "collab-serve", dependencies: ["CollabServer", "CollabRedis", argumentParser]),
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
 
@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "CollabTransportTests", dependencies: ["CollabTransport", "CollabTestSupport"]),
         .testTarget(name: "CollabServerTests",
                     dependencies: ["CollabServer", "CollabOT", "CollabProtocol", "CollabTransport", "CollabTestSupport",
-                                   "collab-serve"]),
+                                   "CollabRedis", "collab-serve"]),
         .testTarget(name: "CollabClientTests",
                     dependencies: ["CollabClient", "CollabServer", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
         .testTarget(name: "CollabRedisTests", dependencies: ["CollabRedis", "CollabRedisRoom", "CollabOT", "CollabProtocol",

@@ -263,7 +263,11 @@ public final class RoomCommitter {
             switch result {
             case .failure(let e):
                 done(.failure(.redis(e)))
-            case .success(let entries):
+            case .success(let page):
+                // `learn` may have extended the cache while the read was in flight: skip what it
+                // added, or the page would look like a gap.
+                let next = cacheStart + cache.count
+                let entries = cache.isEmpty ? page[...] : page.drop { $0.rev >= cacheStart && $0.rev < next }
                 if let first = entries.first, first.rev != cacheStart + cache.count {
                     // The stream no longer holds the op right after what we have.
                     if first.rev > after + 1 || cache.isEmpty {
@@ -284,10 +288,10 @@ public final class RoomCommitter {
                         head = max(head, e.rev)
                     }
                 }
-                if entries.count == pageSize {
+                if page.count == pageSize {
                     return ensureCached(after: after, upTo: upTo, done)
                 }
-                if entries.isEmpty, let upTo, cacheStart + cache.count - 1 < upTo {
+                if page.isEmpty, let upTo, cacheStart + cache.count - 1 < upTo {
                     // The head is ahead of the stream: the ops were trimmed (or the key lost).
                     return done(.failure(.historyUnavailable(base: after, oldest: upTo)))
                 }

@@ -1,3 +1,5 @@
+import CollabRedis
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,6 +32,9 @@ public struct ServerConfiguration: Sendable {
     /// Catch SIGINT and SIGTERM and shut down gracefully (the executable does; in-process tests
     /// do not, since signal dispositions are process-wide).
     public var handleSignals: Bool = false
+    /// With a Redis server, rooms' histories live there (shared by every instance using it)
+    /// instead of in the journals.
+    public var redis: RedisURL?
 
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory

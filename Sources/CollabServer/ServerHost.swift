@@ -96,6 +96,9 @@ public final class ServerHost {
         var idleTimer: LoopTimer?
         /// After a failed periodic snapshot, the revision at which to try again.
         var snapshotRetryRevision = 0
+        /// --redis: the room's state while it is read from Redis, its commit path, and what
+        /// waits for a load or a catch-up.
+        var redis = RedisRoomState()
         init(room: Room) { self.room = room }
         var name: String { room.name }
     }
@@ -115,6 +118,8 @@ public final class ServerHost {
     var controlMailbox: Mailbox<ServerControl.Request>?
     /// The data directory, open and flock'ed while this host owns it (-1 once released).
     var dataLock: Int32 = -1
+    /// --redis: the connections to Redis and the channel → room map (nil without --redis).
+    var redis: RedisBackend?
 
     /// Opens the data directory and starts listening (the loop runs in `run()`). Call `run()`
     /// on the thread that created the host.
@@ -167,6 +172,9 @@ public final class ServerHost {
         controlMailbox = mailbox
         ref.host = self
         installHandlers()
+        if let url = configuration.redis {
+            startRedis(url)
+        }
         if configuration.handleSignals {
             loop.handleSignals { [weak self] signo in
                 self?.log.info("caught \(signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : "signal \(signo)")")
@@ -180,7 +188,9 @@ public final class ServerHost {
     public func run() {
         log.always("data directory \(configuration.dataDirectory)")
         log.always("listening on \(url)")
+        if let r = configuration.redis { log.always("rooms in Redis at \(r)") }
         loop.run()
+        stopRedis()
         finishStorage()
         releaseDataDirectory()
         log.info("stopped")
@@ -273,6 +283,10 @@ public final class ServerHost {
         if log.enabled(.debug) {
             log.debug("conn \(id) room \(s.room): \(message.type.rawValue)\(message.seq.map { " seq \($0)" } ?? "")\(message.base.map { " base \($0)" } ?? "")")
         }
+        if redis != nil {
+            redisReceived(message, from: s, slot: slot)
+            return
+        }
         let wasMember = slot.room.members[id] != nil
         let fx = slot.room.receive(message, from: id, now: Self.nowMillis())
         if !wasMember, let member = slot.room.members[id] {
@@ -312,6 +326,9 @@ public final class ServerHost {
         for c in fx.closes { emitClose(c.0, code: c.code, reason: c.reason) }
         if let failure { failRoom(name, reason: failure) }
     }
+
+    /// --redis: an op this instance committed to Redis (no journal record is written).
+    func countRedisCommit() { stats.commits += 1 }
 
     func emit(_ d: Delivery, room: String, durable: Bool) {
         if !durable && outbox.isEmpty {
@@ -446,6 +463,7 @@ public final class ServerHost {
 
     func loadRoom(_ name: String) -> RoomSlot? {
         if let slot = rooms[name] { return slot }
+        if redis != nil { return loadRedisRoom(name) }
         let start = Self.monotonicNanos()
         do {
             let room = try store.load(room: name, historyLimit: configuration.historyLimit) { [log] warning in
@@ -464,7 +482,8 @@ public final class ServerHost {
     }
 
     func needsSnapshot(_ slot: RoomSlot) -> Bool {
-        slot.room.revision > (store.snapshotRevision(of: slot.name) ?? 0)
+        if redis != nil { return false }  // Redis holds the history; snapshots there: not yet
+        return slot.room.revision > (store.snapshotRevision(of: slot.name) ?? 0)
     }
 
     @discardableResult
@@ -499,6 +518,7 @@ public final class ServerHost {
         if needsSnapshot(slot) { snapshot(slot) }
         store.close(room: slot.name)
         rooms[slot.name] = nil
+        if redis != nil { unloadRedisRoom(slot) }
         log.info("room \(slot.name) unloaded at rev \(slot.room.revision)")
     }
 

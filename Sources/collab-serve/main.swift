@@ -1,4 +1,5 @@
 import ArgumentParser
+import CollabRedis
 import CollabServer
 
 #if canImport(Glibc)
@@ -67,6 +68,11 @@ struct CollabServe: ParsableCommand {
     @Option(name: .customLong("history"), help: ArgumentHelp("Committed ops kept in memory per room for catch-up (older joins get the whole document).", valueName: "N"))
     var history: Int = 10_000
 
+    @Option(name: .customLong("redis"),
+            help: ArgumentHelp("Keep the rooms' histories in Redis (redis://[user:pass@]host:port[/db]), so several collab-serve instances serve one room with one history.",
+                               valueName: "URL"))
+    var redis: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("Least severe log lines shown: error, warn, info or debug (debug adds one line per message).", valueName: "LEVEL"))
     var logLevel: LogLevelArgument = .info
 
@@ -80,6 +86,9 @@ struct CollabServe: ParsableCommand {
         guard snapshotEvery >= 0 else { throw ValidationError("--snapshot-every must be 0 or more") }
         guard idleUnload.value >= 0 else { throw ValidationError("--idle-unload must be 0 or more") }
         guard history > 0 else { throw ValidationError("--history must be positive") }
+        if let redis {
+            do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
+        }
         if dataDirectory == nil && ServerConfiguration.defaultDataDirectory() == nil {
             throw ValidationError("neither XDG_STATE_HOME nor HOME is set: give --data DIR")
         }
@@ -98,6 +107,7 @@ struct CollabServe: ParsableCommand {
         config.idleUnload = idleUnload.duration
         config.historyLimit = history
         config.handleSignals = true
+        config.redis = try redis.map { try RedisURL(parsing: $0) }
         let log = ServerLog(level: logLevel.level)
         let host: ServerHost
         do {
