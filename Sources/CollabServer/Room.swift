@@ -1,5 +1,7 @@
 import CollabOT
 import CollabProtocol
+// Only for the RFC 6455 close-code constants: the room itself does no I/O.
+import enum CollabTransport.CloseCode
 
 /// Identifies a connection inside one server process.
 public typealias ConnectionID = Int
@@ -31,15 +33,6 @@ public struct RoomEffects: Sendable {
     public init() {}
 
     public var isEmpty: Bool { sends.isEmpty && durableSends.isEmpty && records.isEmpty && closes.isEmpty }
-}
-
-/// WebSocket close codes used by collab.
-public enum CloseCode {
-    public static let normal: UInt16 = 1000
-    public static let goingAway: UInt16 = 1001
-    public static let policyViolation: UInt16 = 1008
-    public static let tooLarge: UInt16 = 1009
-    public static let internalError: UInt16 = 1011
 }
 
 /// One room: its document and history (through the `Sequencer`) and its members. Pure logic.

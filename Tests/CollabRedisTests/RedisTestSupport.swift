@@ -67,47 +67,9 @@ struct UncheckedSendable<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// A redis-server child on a free loopback port in a temporary directory.
-final class RedisServer {
-    let port: Int
-    let dir: URL
-    let extraArgs: [String]
-    private(set) var process: ChildProcess?
 
-    init(port: Int? = nil, _ extraArgs: [String] = []) throws {
-        let exe = URL(fileURLWithPath: "/usr/bin/redis-server")
-        guard FileManager.default.isExecutableFile(atPath: exe.path) else { throw XCTSkip("no redis-server") }
-        self.port = try port ?? freePort()
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("collab-redis-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        self.extraArgs = extraArgs
-        try start()
-    }
-
-    func start() throws {
-        let args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", dir.path, "--daemonize", "no", "--loglevel", "warning"] + extraArgs
-        let p = try ChildProcess(URL(fileURLWithPath: "/usr/bin/redis-server"), args, stdin: .null, stdout: .null)
-        process = p
-        let port = self.port
-        waitUntil("redis-server listening on \(port)") {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            return connectLoopback(fd, port: port)
-        }
-    }
-
-    func kill9() {
-        process?.kill9()
-        process = nil
-    }
-
+extension RedisServer {
     var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
-
-    deinit {
-        kill9()
-        try? FileManager.default.removeItem(at: dir)
-    }
 }
 
 /// Records what callbacks saw (loop thread only; read through LoopThread.sync).

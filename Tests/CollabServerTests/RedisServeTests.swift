@@ -12,53 +12,12 @@ import XCTest
 import Glibc
 #endif
 
-/// A redis-server child on a free loopback port, without persistence.
-final class RedisFixture {
-    let port: Int
-    let dir: URL
-    private var process: ChildProcess?
-
-    let appendOnly: Bool
-
-    /// `appendOnly`: AOF with a sync per write, so a restart keeps every committed op.
-    init(appendOnly: Bool = false) throws {
-        let exe = URL(fileURLWithPath: "/usr/bin/redis-server")
-        guard FileManager.default.isExecutableFile(atPath: exe.path) else { throw XCTSkip("no redis-server") }
-        port = try freePort()
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("collab-redis-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        self.appendOnly = appendOnly
-        try start()
-    }
-
-    func start() throws {
-        let exe = URL(fileURLWithPath: "/usr/bin/redis-server")
-        let args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", appendOnly ? "yes" : "no",
-                    "--appendfsync", "always", "--dir", dir.path, "--daemonize", "no", "--loglevel", "warning"]
-        process = try ChildProcess(exe, args, stdin: .null, stdout: .null)
-        let port = self.port
-        waitUntil("redis-server listening on \(port)") {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            return connectLoopback(fd, port: port)
-        }
-    }
-
+extension RedisServer {
     var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
-
-    func kill9() {
-        process?.kill9()
-        process = nil
-    }
-
-    deinit {
-        process?.kill9()
-        try? FileManager.default.removeItem(at: dir)
-    }
 }
 
 final class RedisServeTests: HostTestCase {
-    var redis: RedisFixture?
+    var redis: RedisServer?
     var redisURL: RedisURL!
 
     override func setUpWithError() throws {
@@ -66,7 +25,7 @@ final class RedisServeTests: HostTestCase {
         if let env = ProcessInfo.processInfo.environment["COLLAB_TEST_REDIS_URL"], !env.isEmpty {
             redisURL = try RedisURL(parsing: env)
         } else {
-            let r = try RedisFixture()
+            let r = try RedisServer()
             redis = r
             redisURL = r.url
         }
@@ -252,7 +211,7 @@ final class RedisServeTests: HostTestCase {
     func testInstancesCarryOnAfterARedisRestart() throws {
         // Always a redis-server of its own (with AOF), even when COLLAB_TEST_REDIS_URL names a
         // shared one: this test kills it.
-        let fixture = try RedisFixture(appendOnly: true)
+        let fixture = try RedisServer(appendOnly: true)
         redis = fixture
         redisURL = fixture.url
         let room = freshRoom()
@@ -330,7 +289,7 @@ final class RedisServeTests: HostTestCase {
     func testRedisDownGivesUnavailableAndTheConnectionStays() throws {
         if redis == nil {
             // COLLAB_TEST_REDIS_URL's server is shared: this test kills its own instead.
-            let fixture = try RedisFixture()
+            let fixture = try RedisServer()
             redis = fixture
             redisURL = fixture.url
         }

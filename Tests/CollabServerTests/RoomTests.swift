@@ -1,6 +1,7 @@
 import CollabOT
 import CollabProtocol
 import CollabServer
+import enum CollabTransport.CloseCode
 import Foundation
 import XCTest
 
