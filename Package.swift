@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "CollabRedisTests", dependencies: ["CollabRedis", "CollabRedisRoom", "CollabOT", "CollabProtocol",
                                                          "CollabTransport", "CollabTestSupport"]),
         .testTarget(name: "CollabBridgeTests",
-                    dependencies: ["CollabProtocol", "CollabOT", "CollabTestSupport", "collab-bridge", "collab-ot-apply"]),
+                    dependencies: ["CollabProtocol", "CollabOT", "CollabRedis", "CollabTestSupport", "collab-bridge", "collab-ot-apply"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",

@@ -294,23 +294,48 @@ public final class BridgeTool {
                 f.retryTimer = self.loop.schedule(after: .milliseconds(500)) { [weak self, f] in self?.catchUp(f) }
             case .success(let entries):
                 if let first = entries.first, first.rev > f.lastRev + 1 {
-                    self.diagnostics.error("room \(f.room): history-unavailable: ops \(f.lastRev + 1)...\(first.rev - 1) are no longer in the stream")
+                    return self.bridgeGap(f, entries, firstKept: first.rev)
                 }
-                for e in entries where e.rev > f.lastRev {
-                    f.lastRev = e.rev
-                    self.writeLine(e.message)
-                }
-                if entries.count == self.options.pageSize { return self.catchUp(f) }
-                f.catchingUp = false
-                f.historyDone = true
-                let held = f.buffer
-                f.buffer = []
-                for b in held {
-                    if f.catchingUp { f.buffer.append(b) } else { self.deliver(f, b) }
-                }
-                self.checkDone()
+                self.written(f, entries)
             }
         }
+    }
+
+    /// The stream was trimmed past the last op written: the room's snapshot bridges the gap if
+    /// it is recent enough (then it is written as a `snapshot` line, which collab-ot-apply
+    /// takes as the new document); otherwise the missing ops are reported and the feed goes on.
+    func bridgeGap(_ f: BridgeFeed, _ entries: [(rev: Int, message: [UInt8])], firstKept: Int) {
+        f.reading = true
+        RoomLog.readSnapshot(on: connection, keys: f.keys) { [weak self, f] result in
+            guard let self, self.exitStatus == nil else { return }
+            f.reading = false
+            if case .success(let snap?) = result, snap.rev >= firstKept - 1, snap.rev > f.lastRev {
+                f.lastRev = snap.rev
+                self.writeLine(snap.message)
+            } else {
+                if case .failure(let e) = result { self.note("reading the snapshot of room \(f.room): \(e)") }
+                self.diagnostics.error("room \(f.room): history-unavailable: ops \(f.lastRev + 1)...\(firstKept - 1) are no longer in the stream")
+            }
+            self.written(f, entries)
+        }
+    }
+
+    /// Writes a page of the stream (what is newer than the feed) and reads the next, or ends
+    /// the catch-up and releases the live messages held meanwhile.
+    func written(_ f: BridgeFeed, _ entries: [(rev: Int, message: [UInt8])]) {
+        for e in entries where e.rev > f.lastRev {
+            f.lastRev = e.rev
+            writeLine(e.message)
+        }
+        if entries.count == options.pageSize { return catchUp(f) }
+        f.catchingUp = false
+        f.historyDone = true
+        let held = f.buffer
+        f.buffer = []
+        for b in held {
+            if f.catchingUp { f.buffer.append(b) } else { deliver(f, b) }
+        }
+        checkDone()
     }
 
     // MARK: Input

@@ -104,6 +104,19 @@ public struct Sequencer: Sendable {
         lastCommitted[commit.client] = (commit.seq, commit.rev)
     }
 
+    /// Gives a sequencer started from a snapshot the ops that led up to it, so submissions based
+    /// on older revisions can still be transformed and catch-ups still reach back. The ops are
+    /// trusted to be the ones that produced `document` (they are not applied); `ops` must be
+    /// consecutive, end at `revision`, and the history must be empty.
+    public mutating func seedHistory(_ ops: [CommittedOp]) {
+        precondition(history.isEmpty, "seedHistory: the history already has ops")
+        guard let last = ops.last else { return }
+        precondition(last.rev == revision, "seedHistory: the ops must end at the current revision")
+        assert(zip(ops, ops.dropFirst()).allSatisfy { $0.rev + 1 == $1.rev }, "seedHistory: revisions must be consecutive")
+        history = ops
+        for op in ops { lastCommitted[op.client] = (op.seq, op.rev) }
+    }
+
     /// Restores the dedupe table (saved beside a snapshot), so a client's resubmission after a
     /// server restart is still recognised.
     public mutating func restoreLastCommitted(_ table: [String: (seq: Int, rev: Int)]) {

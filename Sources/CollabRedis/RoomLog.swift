@@ -14,7 +14,7 @@ public struct RoomKeys: Sendable, Equatable {
     public var log: String { tag + ":log" }
     /// Hash client → "seq:rev" of its last committed op, for (client, seq) dedupe.
     public var clients: String { tag + ":clients" }
-    /// Hash of the latest snapshot (`rev`, `doc`).
+    /// Hash of the latest snapshot: `rev`, and `m`, a `snapshot` message (the document at `rev`).
     public var snapshot: String { tag + ":snap" }
     /// Pub/Sub channel on which committed ops (and the room's other traffic) are published.
     public var channel: String { tag + ":ch" }
@@ -37,7 +37,10 @@ public enum CommitOutcome: Equatable, Sendable {
 /// expected revision, the dedupe table, appending, and publishing happen atomically.
 public enum RoomLog {
     /// KEYS: revision, log, clients. ARGV: expected current revision, client, seq, the committed
-    /// op message (JSON carrying rev = expected + 1), channel, stream entries to keep (0: all).
+    /// op message (JSON carrying rev = expected + 1), channel.
+    ///
+    /// The stream is never trimmed here: only behind a snapshot (`snapshotSource`), or a room
+    /// whose snapshot is older than the stream's first entry could not be loaded any more.
     public static let commitSource = """
         local head = tonumber(redis.call('GET', KEYS[1]) or '0')
         local expected = tonumber(ARGV[1])
@@ -51,12 +54,7 @@ public enum RoomLog {
         end
         if head ~= expected then return {'conflict', head} end
         local rev = head + 1
-        local keep = tonumber(ARGV[6])
-        if keep > 0 then
-          redis.call('XADD', KEYS[2], 'MAXLEN', '~', keep, rev .. '-0', 'm', ARGV[4])
-        else
-          redis.call('XADD', KEYS[2], rev .. '-0', 'm', ARGV[4])
-        end
+        redis.call('XADD', KEYS[2], rev .. '-0', 'm', ARGV[4])
         redis.call('SET', KEYS[1], rev)
         redis.call('HSET', KEYS[3], ARGV[2], seq .. ':' .. rev)
         redis.call('PUBLISH', ARGV[5], ARGV[4])
@@ -67,11 +65,11 @@ public enum RoomLog {
     /// connection, so it is loaded once).
     public static func commit(
         on connection: RedisConnection, script: RedisScript, keys: RoomKeys,
-        expectedRevision: Int, client: String, seq: Int, message: [UInt8], keep: Int = 0,
+        expectedRevision: Int, client: String, seq: Int, message: [UInt8],
         _ completion: @escaping (Result<CommitOutcome, RedisError>) -> Void
     ) {
         let args: [[UInt8]] = [Array(String(expectedRevision).utf8), Array(client.utf8), Array(String(seq).utf8),
-                               message, Array(keys.channel.utf8), Array(String(keep).utf8)]
+                               message, Array(keys.channel.utf8)]
         script.evalsha(connection, keys: [keys.revision, keys.log, keys.clients].map { Array($0.utf8) }, args: args) { result in
             completion(result.flatMap { reply in
                 guard let parts = reply.array, parts.count == 2, let word = parts[0].string, let n = parts[1].integer else {
@@ -109,6 +107,77 @@ public enum RoomLog {
                     out.append((rev, message))
                 }
                 return .success(out)
+            })
+        }
+    }
+
+    // MARK: Snapshots
+
+    /// KEYS: snapshot, log. ARGV: revision, the `snapshot` message, ops to keep in the stream
+    /// behind it. Stores the snapshot unless one at the same or a later revision is there
+    /// already (instances race to write them), then trims the stream to the entries after
+    /// `revision - keep`, so `since` catch-ups and late transforms still reach that far back.
+    /// `MINID ~` trims whole stream nodes only: cheap, and it may keep a few more.
+    public static let snapshotSource = """
+        local current = tonumber(redis.call('HGET', KEYS[1], 'rev') or '-1')
+        local rev = tonumber(ARGV[1])
+        if rev <= current then return {'older', current} end
+        redis.call('HSET', KEYS[1], 'rev', rev, 'm', ARGV[2])
+        local keep = tonumber(ARGV[3])
+        local trimmed = 0
+        if rev - keep > 0 then
+          trimmed = redis.call('XTRIM', KEYS[2], 'MINID', '~', (rev - keep + 1) .. '-0')
+        end
+        return {'ok', trimmed}
+        """
+
+    /// What `writeSnapshot` did.
+    public enum SnapshotOutcome: Equatable, Sendable {
+        /// Stored; this many stream entries were trimmed behind it.
+        case stored(trimmed: Int)
+        /// A snapshot at `revision` (the same or later) was there already: nothing changed.
+        case superseded(revision: Int)
+    }
+
+    /// Stores `message` (a `snapshot` message of the document at `revision`) through `script`
+    /// (a `RedisScript(source: RoomLog.snapshotSource)`), and trims the stream to `keep` ops
+    /// behind it.
+    public static func writeSnapshot(
+        on connection: RedisConnection, script: RedisScript, keys: RoomKeys,
+        revision: Int, message: [UInt8], keep: Int,
+        _ completion: @escaping (Result<SnapshotOutcome, RedisError>) -> Void
+    ) {
+        precondition(revision >= 0 && keep >= 0, "writeSnapshot: revision and keep must not be negative")
+        let args: [[UInt8]] = [Array(String(revision).utf8), message, Array(String(keep).utf8)]
+        script.evalsha(connection, keys: [keys.snapshot, keys.log].map { Array($0.utf8) }, args: args) { result in
+            completion(result.flatMap { reply in
+                guard let parts = reply.array, parts.count == 2, let word = parts[0].string, let n = parts[1].integer else {
+                    return .failure(.reply("unexpected reply from the snapshot script: \(reply)"))
+                }
+                switch word {
+                case "ok": return .success(.stored(trimmed: Int(n)))
+                case "older": return .success(.superseded(revision: Int(n)))
+                default: return .failure(.reply("unexpected reply from the snapshot script: \(word)"))
+                }
+            })
+        }
+    }
+
+    /// The room's latest snapshot as (revision, `snapshot` message bytes), nil when it has none.
+    public static func readSnapshot(
+        on connection: RedisConnection, keys: RoomKeys,
+        _ completion: @escaping (Result<(rev: Int, message: [UInt8])?, RedisError>) -> Void
+    ) {
+        connection.command(["HMGET", keys.snapshot, "rev", "m"]) { result in
+            completion(result.flatMap { reply in
+                guard let parts = reply.array, parts.count == 2 else {
+                    return .failure(.reply("HMGET: unexpected reply \(reply)"))
+                }
+                if parts[0].isNull && parts[1].isNull { return .success(nil) }
+                guard let text = parts[0].string, let rev = Int(text), rev >= 0, let message = parts[1].bytes else {
+                    return .failure(.reply("the snapshot hash \(keys.snapshot) is malformed"))
+                }
+                return .success((rev, message))
             })
         }
     }

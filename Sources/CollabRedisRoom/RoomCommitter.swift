@@ -77,8 +77,6 @@ public final class RoomCommitter {
     public let connection: RedisConnection
     public let keys: RoomKeys
     public let script: RedisScript
-    /// Stream entries to keep when appending (0: keep all).
-    public var keep: Int
     /// Commit attempts per submission before giving up with `.tooManyConflicts`.
     public var maxAttempts: Int
     /// Entries per XRANGE page.
@@ -112,11 +110,10 @@ public final class RoomCommitter {
     var busy = false
 
     public init(connection: RedisConnection, room: String, script: RedisScript = RedisScript(source: RoomLog.commitSource),
-                keep: Int = 0, maxAttempts: Int = 50, pageSize: Int = 1000) {
+                maxAttempts: Int = 50, pageSize: Int = 1000) {
         self.connection = connection
         self.keys = RoomKeys(room: room)
         self.script = script
-        self.keep = keep
         self.maxAttempts = maxAttempts
         self.pageSize = pageSize
     }
@@ -221,7 +218,7 @@ public final class RoomCommitter {
         m.ts = clock()
         let bytes = Array(m.json.utf8)
         RoomLog.commit(on: connection, script: script, keys: keys, expectedRevision: expected, client: s.client,
-                       seq: s.seq, message: bytes, keep: keep) { [self] result in
+                       seq: s.seq, message: bytes) { [self] result in
             switch result {
             case .failure(let e):
                 finish(s, .failure(.redis(e)))

@@ -16,6 +16,7 @@ final class RedisBackend {
     let connection: RedisConnection
     let subscriber: RedisSubscriber
     let script = RedisScript(source: RoomLog.commitSource)
+    let snapshotScript = RedisScript(source: RoomLog.snapshotSource)
     /// Tags what this instance publishes, so it ignores its own echo.
     let instanceID: String
     /// Room channel → room name, for the rooms loaded here.
@@ -43,6 +44,11 @@ struct RedisRoomState {
     var pendingAcks: [(rev: Int, connection: ConnectionID, seq: Int)] = []
     var committer: RoomCommitter?
     var retryTimer: LoopTimer?
+    /// Loads restarted because a newer snapshot trimmed the stream while we read it.
+    var loadAttempts = 0
+    /// This instance committed a revision that calls for a snapshot: write one once integrated.
+    var snapshotDue: Int?
+    var snapshotWriting = false
 }
 
 extension ServerHost {
@@ -84,9 +90,86 @@ extension ServerHost {
         // Subscribe first, then read: whatever is committed after the read is on the channel.
         r.subscriber.subscribe([keys.channel]) { [weak self, weak slot] in
             guard let self, let slot, self.rooms[name] === slot else { return }
-            self.catchUp(slot)
+            self.loadSnapshot(slot)
         }
         return slot
+    }
+
+    /// Starts a load: the room's snapshot if it has one, then the ops before it (history for
+    /// catch-ups, not applied) and after it (applied).
+    func loadSnapshot(_ slot: RoomSlot) {
+        guard let r = redis, rooms[slot.name] === slot else { return }
+        slot.redis.catchingUp = true
+        slot.redis.loadAttempts += 1
+        RoomLog.readSnapshot(on: r.connection, keys: RoomKeys(room: slot.name)) { [weak self, weak slot] result in
+            guard let self, let slot, self.rooms[slot.name] === slot else { return }
+            switch result {
+            case .failure(let e):
+                self.failRedisLoad(slot, "reading the snapshot: \(e)")
+            case .success(nil):
+                slot.room = Room(name: slot.name, historyLimit: self.configuration.historyLimit)
+                slot.redis.catchingUp = false
+                self.catchUp(slot)
+            case .success(let (rev, bytes)?):
+                guard let snap = Self.decode(bytes), snap.type == .snapshot, snap.rev == rev, let doc = snap.doc else {
+                    return self.failRedisLoad(slot, "the snapshot in \(RoomKeys(room: slot.name).snapshot) is unreadable")
+                }
+                slot.room = Room(name: slot.name, document: TextRope(doc), revision: rev, historyLimit: self.configuration.historyLimit)
+                self.loadHistory(slot, snapshot: rev, after: max(0, rev - self.configuration.historyLimit), seed: [])
+            }
+        }
+    }
+
+    /// Reads the stream from `after` in pages: entries up to the snapshot's revision become the
+    /// room's history, the ones after it are integrated, then `catchUp` finishes the load.
+    func loadHistory(_ slot: RoomSlot, snapshot: Int, after: Int, seed: [Message]) {
+        guard let r = redis else { return }
+        RoomLog.read(on: r.connection, keys: RoomKeys(room: slot.name), after: after, count: r.pageSize) { [weak self, weak slot] result in
+            guard let self, let slot, self.rooms[slot.name] === slot else { return }
+            let entries: [(rev: Int, message: [UInt8])]
+            switch result {
+            case .failure(let e): return self.failRedisLoad(slot, "reading the stream: \(e)")
+            case .success(let read): entries = read
+            }
+            var seed = seed
+            var index = 0
+            while index < entries.count, entries[index].rev <= snapshot {
+                guard let m = Self.decode(entries[index].message), m.type == .op, m.rev == entries[index].rev else {
+                    return self.failRedisLoad(slot, "committed op \(entries[index].rev) in the stream is unreadable")
+                }
+                // Only a run ending at the snapshot is usable; a hole (trimmed meanwhile) restarts it.
+                if let last = seed.last?.rev, last + 1 != m.rev { seed = [] }
+                seed.append(m)
+                index += 1
+            }
+            if index == entries.count && entries.count == r.pageSize {
+                return self.loadHistory(slot, snapshot: snapshot, after: entries[index - 1].rev, seed: seed)
+            }
+            if seed.last?.rev == snapshot {
+                do { try slot.room.seedHistory(seed) } catch {
+                    self.log.warn("room \(slot.name): history before the snapshot not usable: \(error)")
+                }
+            }
+            slot.redis.catchingUp = false
+            let rest = entries[index...]
+            if let first = rest.first, first.rev != snapshot + 1 {
+                // A newer snapshot trimmed the stream past ours while we read: start over.
+                return self.restartLoad(slot, "the stream starts at revision \(first.rev) after a snapshot at \(snapshot)")
+            }
+            guard self.integrate(rest, into: slot) else { return }
+            self.catchUp(slot)
+        }
+    }
+
+    func restartLoad(_ slot: RoomSlot, _ why: String) {
+        guard slot.redis.loadAttempts < 5 else { return failRedisLoad(slot, why) }
+        log.info("room \(slot.name): \(why); loading again")
+        loadSnapshot(slot)
+    }
+
+    /// A committed op that another instance, or a journal, reads back.
+    static func decode(_ bytes: [UInt8]) -> Message? {
+        bytes.withUnsafeBufferPointer { b in try? Message.decode(b) }
     }
 
     func unloadRedisRoom(_ slot: RoomSlot) {
@@ -124,49 +207,73 @@ extension ServerHost {
             slot.redis.catchingUp = false
             switch result {
             case .failure(let e):
-                if slot.redis.loading { return self.failRedisLoad(slot, "\(e)") }
+                if slot.redis.loading { return self.failRedisLoad(slot, "reading the stream: \(e)") }
                 self.log.warn("room \(slot.name): reading the Redis stream failed: \(e); retrying")
                 self.retryCatchUp(slot)
             case .success(let entries):
                 let head = slot.room.revision
                 if let first = entries.first, first.rev != head + 1 {
-                    let why = "the stream starts at revision \(first.rev) but the room is at \(head) (trimmed, and no snapshot support yet)"
-                    if slot.redis.loading { return self.failRedisLoad(slot, why) }
-                    self.log.error("room \(slot.name): \(why)")
-                    return
+                    let why = "the stream starts at revision \(first.rev) but the room is at \(head)"
+                    if slot.redis.loading { return self.restartLoad(slot, why) }
+                    return self.reloadRedisRoom(slot, why)
                 }
-                for e in entries {
-                    let decoded: Result<Message, MessageError> = e.message.withUnsafeBufferPointer { b in
-                        do throws(MessageError) { return .success(try Message.decode(b)) } catch { return .failure(error) }
-                    }
-                    guard case .success(let m) = decoded, m.type == .op, m.rev == e.rev else {
-                        let why = "committed op \(e.rev) in the stream is unreadable"
-                        if slot.redis.loading { return self.failRedisLoad(slot, why) }
-                        self.log.error("room \(slot.name): \(why)")
-                        return
-                    }
-                    guard self.integrate(m, into: slot) else {
-                        if slot.redis.loading { return self.failRedisLoad(slot, "op \(e.rev) does not apply") }
-                        return
-                    }
-                }
+                guard self.integrate(entries[...], into: slot) else { return }
                 if entries.count == r.pageSize {
                     return self.catchUp(slot)
                 }
-                if slot.redis.loading {
-                    slot.redis.loading = false
-                    self.log.info("room \(slot.name) loaded from Redis at rev \(slot.room.revision)")
-                }
-                let channelBacklog = slot.redis.channelBacklog
-                slot.redis.channelBacklog = []
-                for m in channelBacklog { self.channelOp(m, slot: slot) }
-                let backlog = slot.redis.backlog
-                slot.redis.backlog = []
-                for (id, m) in backlog {
-                    guard let s = self.sessions[id], slot.connections.contains(id) else { continue }
-                    self.redisReceived(m, from: s, slot: slot)
-                }
+                self.finishCatchUp(slot)
             }
+        }
+    }
+
+    /// Integrates entries read from the stream, in order. False (and the room failed or
+    /// reloaded) when one cannot be read or applied.
+    func integrate(_ entries: ArraySlice<(rev: Int, message: [UInt8])>, into slot: RoomSlot) -> Bool {
+        for e in entries {
+            guard let m = Self.decode(e.message), m.type == .op, m.rev == e.rev else {
+                let why = "committed op \(e.rev) in the stream is unreadable"
+                if slot.redis.loading { failRedisLoad(slot, why) } else { reloadRedisRoom(slot, why) }
+                return false
+            }
+            guard integrate(m, into: slot) else {
+                let why = "committed op \(e.rev) does not apply"
+                if slot.redis.loading { failRedisLoad(slot, why) } else { reloadRedisRoom(slot, why) }
+                return false
+            }
+        }
+        return true
+    }
+
+    /// The stream is read up to its end: a load is complete; what waited is replayed.
+    func finishCatchUp(_ slot: RoomSlot) {
+        if slot.redis.loading {
+            slot.redis.loading = false
+            log.info("room \(slot.name) loaded from Redis at rev \(slot.room.revision)")
+        }
+        let channelBacklog = slot.redis.channelBacklog
+        slot.redis.channelBacklog = []
+        for m in channelBacklog { channelOp(m, slot: slot) }
+        let backlog = slot.redis.backlog
+        slot.redis.backlog = []
+        for (id, m) in backlog {
+            guard let s = sessions[id], slot.connections.contains(id) else { continue }
+            redisReceived(m, from: s, slot: slot)
+        }
+    }
+
+    /// The room here can no longer follow the stream (this instance fell further behind than
+    /// the stream keeps, or an op does not apply): drop it and disconnect its clients with 1011,
+    /// so they reconnect and the room is loaded again from the snapshot. Their own unacknowledged
+    /// edits are resubmitted by them; a catch-up older than the history gets the document.
+    func reloadRedisRoom(_ slot: RoomSlot, _ why: String) {
+        log.error("room \(slot.name): \(why); reloading it, its \(slot.connections.count) client(s) will reconnect")
+        guard rooms[slot.name] === slot else { return }
+        rooms[slot.name] = nil
+        slot.idleTimer?.cancel()
+        unloadRedisRoom(slot)
+        for id in slot.connections.sorted() {
+            // Not 1012 (Service Restart): libwebsockets 4.1 clients reject codes above 1011 with 1002.
+            emitClose(id, code: CloseCode.internalError, reason: "room reloading")
         }
     }
 
@@ -212,6 +319,7 @@ extension ServerHost {
             return false
         }
         slot.redis.committer?.learn(rev: rev, op: op)
+        defer { writeSnapshotIfDue(slot) }
         var others: [ConnectionID] = []
         var own: [ConnectionID] = []
         for (id, member) in slot.room.members.sorted(by: { $0.key < $1.key }) {
@@ -234,6 +342,36 @@ extension ServerHost {
         slot.redis.pendingAcks.removeAll { $0.rev <= head }
         for a in ready where slot.connections.contains(a.connection) {
             emit(Delivery(to: [a.connection], slot.room.ack(seq: a.seq, rev: a.rev)), room: slot.name, durable: false)
+        }
+    }
+
+    // MARK: Snapshots
+
+    /// Writes the room's snapshot to Redis once the room has integrated the revision that made
+    /// one due, and trims the stream to --history ops behind it.
+    func writeSnapshotIfDue(_ slot: RoomSlot) {
+        guard let r = redis, let due = slot.redis.snapshotDue, slot.room.revision >= due, !slot.redis.snapshotWriting else { return }
+        slot.redis.snapshotDue = nil
+        slot.redis.snapshotWriting = true
+        let rev = slot.room.revision
+        let start = Self.monotonicNanos()
+        let bytes = Array(slot.room.snapshot.json.utf8)
+        RoomLog.writeSnapshot(on: r.connection, script: r.snapshotScript, keys: RoomKeys(room: slot.name), revision: rev,
+                              message: bytes, keep: configuration.historyLimit) { [weak self, weak slot] result in
+            guard let self, let slot else { return }
+            slot.redis.snapshotWriting = false
+            let ms = Self.format(Double(Self.monotonicNanos() &- start) / 1e6)
+            switch result {
+            case .success(.stored(let trimmed)):
+                self.countRedisSnapshot()
+                self.log.info("room \(slot.name): snapshot at rev \(rev) in Redis (\(bytes.count) bytes, \(ms) ms; \(trimmed) stream entries trimmed)")
+            case .success(.superseded(let newer)):
+                self.log.debug("room \(slot.name): snapshot at rev \(rev) not needed, Redis has one at \(newer)")
+            case .failure(let e):
+                // Nothing is lost: the stream still has every op after the last snapshot.
+                self.log.warn("room \(slot.name): snapshot at rev \(rev) failed: \(e)")
+            }
+            self.writeSnapshotIfDue(slot)
         }
     }
 
@@ -299,6 +437,12 @@ extension ServerHost {
             switch result {
             case .success(.committed(let message)):
                 self.countRedisCommit()
+                // The instance that commits a multiple of --snapshot-every writes the snapshot:
+                // one writer per revision without any coordination.
+                if let rev = message.rev, self.configuration.snapshotEvery > 0, rev % self.configuration.snapshotEvery == 0 {
+                    slot.redis.snapshotDue = max(slot.redis.snapshotDue ?? 0, rev)
+                    self.writeSnapshotIfDue(slot)
+                }
                 // Integrated (and acked) now, or already from the channel, or after a stream read.
                 self.channelOp(message, slot: slot)
             case .success(.duplicate(let rev)):
@@ -316,10 +460,7 @@ extension ServerHost {
 
     func channelMessage(_ channel: String, _ bytes: [UInt8]) {
         guard let r = redis, let name = r.channelRooms[channel], let slot = rooms[name] else { return }
-        let decoded: Result<Message, MessageError> = bytes.withUnsafeBufferPointer { b in
-            do throws(MessageError) { return .success(try Message.decode(b)) } catch { return .failure(error) }
-        }
-        guard case .success(var m) = decoded else {
+        guard var m = Self.decode(bytes) else {
             log.warn("room \(name): unreadable message on \(channel)")
             return
         }

@@ -76,6 +76,25 @@ public struct Room: Sendable {
         trim()
     }
 
+    /// For a room started from a snapshot: the committed ops that led up to it (consecutive,
+    /// ending at the snapshot's revision), kept as history for `since` catch-ups, not applied.
+    public mutating func seedHistory(_ records: [Message]) throws {
+        var ops: [CommittedOp] = []
+        ops.reserveCapacity(records.count)
+        for record in records.suffix(historyLimit) {
+            guard let op = record.op, let rev = record.rev, let client = record.client, let seq = record.seq else {
+                throw RoomError("history record is not a committed op")
+            }
+            guard ops.last.map({ $0.rev + 1 == rev }) ?? true else { throw RoomError("history records are not consecutive") }
+            ops.append(CommittedOp(rev: rev, client: client, seq: seq, op: op))
+        }
+        guard ops.isEmpty || ops.last!.rev == revision else {
+            throw RoomError("history ends at revision \(ops.last!.rev), not at the snapshot's \(revision)")
+        }
+        sequencer.seedHistory(ops)
+        meta = records.suffix(historyLimit).map { Meta(user: $0.user, ts: $0.ts) }
+    }
+
     /// Restores the dedupe table saved with a snapshot.
     public mutating func restoreClients(_ clients: [String: (seq: Int, rev: Int)]) {
         sequencer.restoreLastCommitted(clients)

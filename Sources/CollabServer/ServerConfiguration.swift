@@ -10,8 +10,9 @@ public struct ServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     /// TCP port; 0 picks a free one (see `ServerHost.port`).
     public var port: Int = 7420
-    /// Where rooms keep their journals and snapshots (`DIR/<room>/`).
-    public var dataDirectory: String
+    /// Where rooms keep their journals and snapshots (`DIR/<room>/`). Required without `redis`;
+    /// with it, unused: the rooms live in Redis and an instance keeps nothing on disk.
+    public var dataDirectory: String?
     /// Largest incoming message (bytes); larger → error `too-large`, close 1009.
     public var maxMessageBytes: Int = 1 << 20
     /// Bytes queued for one connection at most; beyond → close 1008 "slow consumer: ...".
@@ -36,7 +37,7 @@ public struct ServerConfiguration: Sendable {
     /// instead of in the journals.
     public var redis: RedisURL?
 
-    public init(dataDirectory: String) {
+    public init(dataDirectory: String?) {
         self.dataDirectory = dataDirectory
     }
 

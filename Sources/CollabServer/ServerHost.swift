@@ -63,7 +63,8 @@ public final class ServerHost {
     public let log: ServerLog
     public let loop: EventLoop
     public let server: WebSocketServer
-    public let store: JournalStore
+    /// The rooms' journals; nil with --redis.
+    public let store: JournalStore?
     public let control: ServerControl
     public private(set) var stats = ServerStats()
     /// True from the start of a graceful shutdown.
@@ -130,19 +131,27 @@ public final class ServerHost {
         loopOptions.logLevel = log.enabled(.debug) ? .standard : .errors
         // The JSON reader validates UTF-8 and answers with a bad-message error instead.
         loopOptions.validateUTF8 = false
-        do {
-            store = try JournalStore(directory: configuration.dataDirectory)
-        } catch {
-            throw ServerStartError(.dataDirectory, "data directory \(configuration.dataDirectory): \(error)")
-        }
-        // One server per data directory: two would interleave revisions in the same journals.
-        // flock on the directory itself (no lock file that could clash with a room's name);
-        // the kernel drops it when the process dies, so a crash leaves nothing stale.
-        dataLock = open(configuration.dataDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dataLock < 0 || flock(dataLock, LOCK_EX | LOCK_NB) != 0 {
-            let why = errno == EWOULDBLOCK ? "is in use by another collab-serve" : String(cString: strerror(errno))
-            if dataLock >= 0 { Glibc.close(dataLock) }
-            throw ServerStartError(.dataDirectory, "data directory \(configuration.dataDirectory) \(why)")
+        if configuration.redis != nil {
+            // Redis holds the rooms; instances are interchangeable and keep nothing on disk.
+            store = nil
+        } else {
+            guard let directory = configuration.dataDirectory else {
+                throw ServerStartError(.dataDirectory, "no data directory (--data DIR) and no --redis URL: rooms need one of them")
+            }
+            do {
+                store = try JournalStore(directory: directory)
+            } catch {
+                throw ServerStartError(.dataDirectory, "data directory \(directory): \(error)")
+            }
+            // One server per data directory: two would interleave revisions in the same journals.
+            // flock on the directory itself (no lock file that could clash with a room's name);
+            // the kernel drops it when the process dies, so a crash leaves nothing stale.
+            dataLock = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if dataLock < 0 || flock(dataLock, LOCK_EX | LOCK_NB) != 0 {
+                let why = errno == EWOULDBLOCK ? "is in use by another collab-serve" : String(cString: strerror(errno))
+                if dataLock >= 0 { Glibc.close(dataLock) }
+                throw ServerStartError(.dataDirectory, "data directory \(directory) \(why)")
+            }
         }
         do {
             loop = try EventLoop(options: loopOptions)
@@ -186,7 +195,7 @@ public final class ServerHost {
     /// Serves until a shutdown completes (or `loop.stop()`), then makes everything durable,
     /// snapshots the rooms still loaded and closes the journals.
     public func run() {
-        log.always("data directory \(configuration.dataDirectory)")
+        if store != nil, let directory = configuration.dataDirectory { log.always("data directory \(directory)") }
         log.always("listening on \(url)")
         if let r = configuration.redis { log.always("rooms in Redis at \(r)") }
         loop.run()
@@ -314,6 +323,7 @@ public final class ServerHost {
         var failure: String?
         if !fx.records.isEmpty {
             do {
+                guard let store else { throw RoomError("no journal for committed ops (--redis rooms commit through Redis)") }
                 try store.append(room: name, records: fx.records)
                 stats.commits += fx.records.count
                 roomsWritten.insert(name)
@@ -329,6 +339,8 @@ public final class ServerHost {
 
     /// --redis: an op this instance committed to Redis (no journal record is written).
     func countRedisCommit() { stats.commits += 1 }
+    /// --redis: a snapshot this instance wrote to Redis.
+    func countRedisSnapshot() { stats.snapshots += 1 }
 
     func emit(_ d: Delivery, room: String, durable: Bool) {
         if !durable && outbox.isEmpty {
@@ -357,7 +369,7 @@ public final class ServerHost {
     func flush() {
         flushTimer?.cancel()
         flushTimer = nil
-        if !store.unsyncedRooms.isEmpty {
+        if let store, !store.unsyncedRooms.isEmpty {
             let start = Self.monotonicNanos()
             var failures: [(room: String, message: String)] = []
             do {
@@ -383,7 +395,7 @@ public final class ServerHost {
                 }
             }
         }
-        if configuration.snapshotEvery > 0 && !roomsWritten.isEmpty {
+        if let store, configuration.snapshotEvery > 0 && !roomsWritten.isEmpty {
             for name in roomsWritten.sorted() {
                 guard let slot = rooms[name] else { continue }
                 let base = store.snapshotRevision(of: name) ?? 0
@@ -423,7 +435,7 @@ public final class ServerHost {
             emitClose(id, code: CloseCode.internalError, reason: "storage failure")
         }
         roomsWritten.remove(name)
-        store.close(room: name)
+        store?.close(room: name)
     }
 
     func encode(_ m: Message) -> OutgoingMessage {
@@ -463,7 +475,7 @@ public final class ServerHost {
 
     func loadRoom(_ name: String) -> RoomSlot? {
         if let slot = rooms[name] { return slot }
-        if redis != nil { return loadRedisRoom(name) }
+        guard let store else { return loadRedisRoom(name) }
         let start = Self.monotonicNanos()
         do {
             let room = try store.load(room: name, historyLimit: configuration.historyLimit) { [log] warning in
@@ -482,12 +494,13 @@ public final class ServerHost {
     }
 
     func needsSnapshot(_ slot: RoomSlot) -> Bool {
-        if redis != nil { return false }  // Redis holds the history; snapshots there: not yet
+        guard let store else { return false }  // --redis: snapshots are written as ops commit
         return slot.room.revision > (store.snapshotRevision(of: slot.name) ?? 0)
     }
 
     @discardableResult
     func snapshot(_ slot: RoomSlot) -> Bool {
+        guard let store else { return false }
         let start = Self.monotonicNanos()
         do {
             try store.writeSnapshot(slot.room)
@@ -513,10 +526,10 @@ public final class ServerHost {
     func unloadIfIdle(_ slot: RoomSlot) {
         slot.idleTimer = nil
         guard slot.connections.isEmpty, rooms[slot.name] === slot else { return }
-        if !outbox.isEmpty || store.unsyncedRooms.contains(slot.name) { flush() }
+        if !outbox.isEmpty || store?.unsyncedRooms.contains(slot.name) == true { flush() }
         guard rooms[slot.name] === slot else { return }  // the flush may have failed it
         if needsSnapshot(slot) { snapshot(slot) }
-        store.close(room: slot.name)
+        store?.close(room: slot.name)
         rooms[slot.name] = nil
         if redis != nil { unloadRedisRoom(slot) }
         log.info("room \(slot.name) unloaded at rev \(slot.room.revision)")
@@ -559,11 +572,11 @@ public final class ServerHost {
 
     /// After the loop: everything appended made durable, rooms snapshotted, journals closed.
     func finishStorage() {
-        do { try store.sync() } catch { log.error("final journal sync failed: \(error)") }
+        do { try store?.sync() } catch { log.error("final journal sync failed: \(error)") }
         for slot in rooms.values.sorted(by: { $0.name < $1.name }) {
             slot.idleTimer?.cancel()
             if needsSnapshot(slot) { snapshot(slot) }
-            store.close(room: slot.name)
+            store?.close(room: slot.name)
         }
         rooms = [:]
         sessions = [:]

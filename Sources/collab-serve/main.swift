@@ -15,6 +15,8 @@ struct CollabServe: ParsableCommand {
 
         Rooms live in DIR/ROOM/ (a / in a room name is %2F there): journal.ndjson (committed op messages, one per line) and snapshot.json (the document at a revision). A room is loaded on its first join, snapshotted every --snapshot-every ops and when it is unloaded (--idle-unload seconds after its last client left) or the server stops. After a crash (SIGKILL, power loss) a torn last journal line is dropped with a warning: it was never acknowledged.
 
+        With --redis URL the rooms live in Redis instead (no data directory), so any number of instances serve one room with one history. A room's committed ops are a Redis stream (collab:{ROOM}:log); an op is committed by one Lua script that checks the expected revision and the (client, seq) dedupe table, appends, and publishes on the room's channel (collab:{ROOM}:ch); an instance that lost the race reads what it missed, transforms and retries. Each instance subscribes only to the channels of the rooms it has loaded. A room loads from its snapshot (collab:{ROOM}:snap, written by the instance that commits every --snapshot-every-th op) plus the stream after it; the stream keeps --history ops behind the snapshot for catch-ups. Presence and event messages cross instances on the channel. While Redis is unreachable, ops get a non-fatal "unavailable" error (the client sends them again; collab-join does, with backoff); the instance reconnects, resubscribes and reads the streams from where it was, so nothing is missed. No acknowledged op is lost if redis-server runs with appendonly yes and appendfsync always.
+
         Bad input gets an error message and the connection stays: invalid JSON or UTF-8, unknown message types and binary frames get "bad-message". A message larger than --max-message gets "too-large" and the connection is closed with 1009; a bad room name gets "bad-room" and 1008. A client that does not read (more than --max-queue bytes waiting) is closed with 1008 "slow consumer: ..." and catches up by reconnecting with "since". A peer silent for --ping-interval is pinged and dropped after --ping-timeout more seconds; the others see it leave.
 
         GET /healthz answers 200 with a JSON object: "status" ("ok"), "rooms" (loaded), "connections", "revisions" (each loaded room's revision) and "commits" (since start); 503 with "status":"stopping" during shutdown.
@@ -32,6 +34,7 @@ struct CollabServe: ParsableCommand {
           curl -s http://127.0.0.1:7420/healthz | jq .
           collab-join ws://127.0.0.1:7420/notes < edits.ndjson
           collab-ot-apply apply < ~/.local/state/collab/notes/journal.ndjson
+          collab-serve --port 7421 --redis redis://127.0.0.1:6379 & collab-serve --port 7422 --redis redis://127.0.0.1:6379
         """
     )
 
@@ -42,7 +45,7 @@ struct CollabServe: ParsableCommand {
     var port: Int = 7420
 
     @Option(name: .customLong("data"),
-            help: ArgumentHelp("Directory of the rooms' journals and snapshots (default: $XDG_STATE_HOME/collab, else ~/.local/state/collab).",
+            help: ArgumentHelp("Directory of the rooms' journals and snapshots (default: $XDG_STATE_HOME/collab, else ~/.local/state/collab). Not used with --redis.",
                                valueName: "DIR"),
             completion: .directory)
     var dataDirectory: String?
@@ -59,13 +62,13 @@ struct CollabServe: ParsableCommand {
     @Option(name: .customLong("ping-timeout"), help: ArgumentHelp("Drop a client that stays silent this many seconds after a ping.", valueName: "SECONDS"))
     var pingTimeout: Seconds = Seconds(20)
 
-    @Option(name: .customLong("snapshot-every"), help: ArgumentHelp("Snapshot a room (and empty its journal) every N ops; 0: only at unload and shutdown.", valueName: "N"))
+    @Option(name: .customLong("snapshot-every"), help: ArgumentHelp("Snapshot a room (and empty its journal) every N ops; 0: only at unload and shutdown. With --redis: the instance that commits every Nth op writes the room's snapshot to Redis (0: never).", valueName: "N"))
     var snapshotEvery: Int = 1000
 
     @Option(name: .customLong("idle-unload"), help: ArgumentHelp("Snapshot and unload a room this many seconds after its last client left.", valueName: "SECONDS"))
     var idleUnload: Seconds = Seconds(60)
 
-    @Option(name: .customLong("history"), help: ArgumentHelp("Committed ops kept in memory per room for catch-up (older joins get the whole document).", valueName: "N"))
+    @Option(name: .customLong("history"), help: ArgumentHelp("Committed ops kept in memory per room for catch-up (older joins get the whole document). With --redis also what the room's stream keeps behind its latest snapshot.", valueName: "N"))
     var history: Int = 10_000
 
     @Option(name: .customLong("redis"),
@@ -89,14 +92,15 @@ struct CollabServe: ParsableCommand {
         if let redis {
             do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
         }
-        if dataDirectory == nil && ServerConfiguration.defaultDataDirectory() == nil {
+        if redis == nil && dataDirectory == nil && ServerConfiguration.defaultDataDirectory() == nil {
             throw ValidationError("neither XDG_STATE_HOME nor HOME is set: give --data DIR")
         }
     }
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        var config = ServerConfiguration(dataDirectory: dataDirectory ?? ServerConfiguration.defaultDataDirectory()!)
+        // With --redis the rooms live in Redis: no data directory, so instances are disposable.
+        var config = ServerConfiguration(dataDirectory: redis != nil ? nil : dataDirectory ?? ServerConfiguration.defaultDataDirectory()!)
         config.host = host
         config.port = port
         config.maxMessageBytes = maxMessage.bytes
@@ -109,6 +113,7 @@ struct CollabServe: ParsableCommand {
         config.handleSignals = true
         config.redis = try redis.map { try RedisURL(parsing: $0) }
         let log = ServerLog(level: logLevel.level)
+        if redis != nil && dataDirectory != nil { log.warn("--data is not used with --redis: the rooms live in Redis") }
         let host: ServerHost
         do {
             host = try ServerHost(configuration: config, log: log)

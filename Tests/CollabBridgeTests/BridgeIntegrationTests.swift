@@ -1,5 +1,6 @@
 import CollabOT
 import CollabProtocol
+import CollabRedis
 import CollabTestSupport
 import Foundation
 import XCTest
@@ -136,6 +137,52 @@ final class BridgeIntegrationTests: XCTestCase {
         XCTAssertEqual(try apply(early.stdout.text), String("9876543210") + expected)
         early.signal(SIGTERM)
         XCTAssertEqual(try early.finish(timeout: 10).status, 128 + SIGTERM)
+    }
+
+    func redisCLI(_ args: [String]) throws {
+        let exe = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        guard FileManager.default.isExecutableFile(atPath: exe.path) else { throw XCTSkip("no redis-cli") }
+        let r = try ChildProcess(exe, ["-u", redisURL] + args, stdin: .null).finish(timeout: 10)
+        XCTAssertEqual(r.status, 0, r.err)
+    }
+
+    func testATrimmedHistoryStartsFromTheSnapshot() throws {
+        let r = room("snap")
+        let keys = RoomKeys(room: r)
+        var input = "", expected = ""
+        for i in 0 ..< 30 {
+            let piece = "w\(i) "
+            let keep = expected.unicodeScalars.count
+            input += opLine(keep == 0 ? "[\(jsonString(piece))]" : "[\(keep),\(jsonString(piece))]")
+            expected += piece
+        }
+        XCTAssertEqual(try run(["--room", r, "--commit"], input: input).status, 0)
+        let full = try run(["--room", r, "--history"], input: "").out
+        // What collab-serve --redis does every --snapshot-every ops: a snapshot, and the stream
+        // trimmed behind it.
+        var snap = Message(.snapshot)
+        snap.room = r
+        snap.rev = 20
+        snap.doc = try apply(full.split(separator: "\n").prefix(20).map { $0 + "\n" }.joined())
+        try redisCLI(["HSET", keys.snapshot, "rev", "20", "m", snap.json])
+        try redisCLI(["XTRIM", keys.log, "MINID", "21-0"])
+
+        let fromSnapshot = try run(["--room", r, "--history"], input: "")
+        XCTAssertEqual(fromSnapshot.status, 0, fromSnapshot.err)
+        let lines = messages(fromSnapshot.out)
+        XCTAssertEqual(lines.first?.type, .snapshot)
+        XCTAssertEqual(lines.first?.rev, 20)
+        XCTAssertEqual(lines.dropFirst().map(\.rev), Array(21 ... 30).map { Optional($0) })
+        XCTAssertEqual(try apply(fromSnapshot.out), expected)
+        // A --since the stream still reaches needs no snapshot.
+        XCTAssertEqual(messages(try run(["--room", r, "--history", "--since", "25"], input: "").out).map(\.rev),
+                       Array(26 ... 30).map { Optional($0) })
+
+        // Without a snapshot that reaches back far enough, the missing ops are named.
+        try redisCLI(["DEL", keys.snapshot])
+        let gap = try run(["--room", r, "--history"], input: "")
+        XCTAssertTrue(gap.err.contains("history-unavailable: ops 1...20"), gap.err)
+        XCTAssertEqual(messages(gap.out).map(\.rev), Array(21 ... 30).map { Optional($0) })
     }
 
     func jsonString(_ s: String) -> String {

@@ -132,4 +132,19 @@ class RedisTestCase: XCTestCase {
     }
 
     func key(_ s: String) -> String { "collab-test:\(name):\(s)" }
+
+    /// Writes a snapshot through the snapshot script on connection "c" and waits for the outcome.
+    func writeSnapshot(_ keys: RoomKeys, revision: Int, message: String, keep: Int) -> Result<RoomLog.SnapshotOutcome, RedisError>? {
+        let rec = UncheckedSendable(Box<Result<RoomLog.SnapshotOutcome, RedisError>>())
+        _ = runner.sync { [runner] _ in
+            let c = runner!.objects["c"] as! RedisConnection
+            let script = (runner!.objects["snapshot"] as? RedisScript) ?? RedisScript(source: RoomLog.snapshotSource)
+            runner!.objects["snapshot"] = script
+            RoomLog.writeSnapshot(on: c, script: script, keys: keys, revision: revision, message: Array(message.utf8), keep: keep) {
+                rec.value.value = $0
+            }
+        }
+        runner.wait("snapshot outcome") { _ in rec.value.value != nil }
+        return runner.sync { _ in rec.value.value } ?? nil
+    }
 }

@@ -24,10 +24,10 @@ final class RoomCommitterTests: RedisTestCase {
     }
 
     /// A committer named `name` for `keys` on its own connection.
-    func committer(_ name: String, _ keys: RoomKeys, keep: Int = 0) {
+    func committer(_ name: String, _ keys: RoomKeys) {
         if runner.sync({ [runner] _ in runner!.objects["conn-" + name] == nil }) == true { connect("conn-" + name) }
         _ = runner.sync { [runner] _ in
-            let c = RoomCommitter(connection: runner!.objects["conn-" + name] as! RedisConnection, room: keys.room, keep: keep)
+            let c = RoomCommitter(connection: runner!.objects["conn-" + name] as! RedisConnection, room: keys.room)
             runner!.objects["rc-" + name] = c
         }
     }
@@ -188,11 +188,14 @@ final class RoomCommitterTests: RedisTestCase {
 
     func testTrimmedHistoryIsReported() throws {
         let keys = fresh("trim")
-        committer("a", keys, keep: 20)
+        committer("a", keys)
         // Queue 200 submissions at once: they commit one after the other, in order.
         let boxes = (1 ... 200).map { i in submit("a", client: "a", seq: i, base: nil, op: .insert("\(i % 10)", at: 0)) }
         XCTAssertEqual(outcome(boxes.last!).flatMap { try? $0.get().rev }, 200)
         XCTAssertEqual(counters("a").conflicts, 0)
+        guard case .stored? = try writeSnapshot(keys, revision: 200, message: "{}", keep: 20)?.get() else {
+            return XCTFail("snapshot not stored")
+        }
         let kept = log(keys)
         XCTAssertLessThan(kept.count, 200)
         committer("b", keys)

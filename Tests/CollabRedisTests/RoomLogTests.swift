@@ -13,7 +13,7 @@ final class RoomLogTests: RedisTestCase {
     }
 
     /// Commits on connection "c" and waits for the outcome.
-    func commit(_ keys: RoomKeys, expected: Int, client: String, seq: Int, message: String, keep: Int = 0)
+    func commit(_ keys: RoomKeys, expected: Int, client: String, seq: Int, message: String)
         -> Result<CommitOutcome, RedisError>? {
         let rec = UncheckedSendable(Box<Result<CommitOutcome, RedisError>>())
         _ = runner.sync { [runner] _ in
@@ -21,7 +21,7 @@ final class RoomLogTests: RedisTestCase {
             let script = (runner!.objects["commit"] as? RedisScript) ?? RedisScript(source: RoomLog.commitSource)
             runner!.objects["commit"] = script
             RoomLog.commit(on: c, script: script, keys: keys, expectedRevision: expected, client: client, seq: seq,
-                           message: Array(message.utf8), keep: keep) { rec.value.value = $0 }
+                           message: Array(message.utf8)) { rec.value.value = $0 }
         }
         runner.wait("commit outcome") { _ in rec.value.value != nil }
         return runner.sync { _ in rec.value.value } ?? nil
@@ -98,18 +98,45 @@ final class RoomLogTests: RedisTestCase {
         XCTAssertEqual(runner.sync { _ in got.value.value }, [#"{"type":"op","rev":1}"#, #"{"type":"op","rev":2}"#])
     }
 
-    func testStreamIsTrimmedButRevisionsKeepCounting() throws {
-        let keys = fresh("trim")
-        for rev in 1 ... 300 {
-            XCTAssertEqual(try commit(keys, expected: rev - 1, client: "a", seq: rev, message: "m\(rev)", keep: 50)?.get(),
-                           .committed(rev: rev))
+    func readSnapshot(_ keys: RoomKeys) -> Result<(rev: Int, message: [UInt8])?, RedisError>? {
+        let rec = UncheckedSendable(Box<Result<(rev: Int, message: [UInt8])?, RedisError>>())
+        _ = runner.sync { [runner] _ in
+            RoomLog.readSnapshot(on: runner!.objects["c"] as! RedisConnection, keys: keys) { rec.value.value = $0 }
         }
-        let all = read(keys, after: 0)
-        // MAXLEN ~ trims whole macro nodes: at least the 50 newest remain, and far fewer than 300.
-        XCTAssertGreaterThanOrEqual(all.count, 50)
-        XCTAssertLessThan(all.count, 300)
-        XCTAssertEqual(all.last?.rev, 300)
-        XCTAssertEqual(all.map(\.rev), Array((300 - all.count + 1) ... 300))
+        runner.wait("snapshot read") { _ in rec.value.value != nil }
+        return runner.sync { _ in rec.value.value } ?? nil
+    }
+
+    func testSnapshotTrimsTheStreamBehindItAndRevisionsKeepCounting() throws {
+        let keys = fresh("trim")
+        XCTAssertNil(try readSnapshot(keys)?.get())
+        for rev in 1 ... 300 {
+            XCTAssertEqual(try commit(keys, expected: rev - 1, client: "a", seq: rev, message: "m\(rev)")?.get(), .committed(rev: rev))
+        }
+        // Commits alone never trim: the snapshot is what makes older entries unnecessary.
+        XCTAssertEqual(read(keys, after: 0).count, 300)
+        guard case .stored(let trimmed)? = try writeSnapshot(keys, revision: 280, message: "s280", keep: 50)?.get() else {
+            return XCTFail("snapshot not stored")
+        }
+        let kept = read(keys, after: 0)
+        XCTAssertEqual(kept.count, 300 - trimmed)
+        // MINID ~ trims whole stream nodes: everything after 280 - 50 stays, and far less than 300.
+        XCTAssertLessThanOrEqual(kept.first?.rev ?? 0, 231)
+        XCTAssertGreaterThan(trimmed, 0)
+        XCTAssertEqual(kept.map(\.rev), Array((300 - kept.count + 1) ... 300))
+        // An older or equal snapshot (a slower instance) changes nothing.
+        XCTAssertEqual(try writeSnapshot(keys, revision: 250, message: "s250", keep: 0)?.get(), .superseded(revision: 280))
+        XCTAssertEqual(try writeSnapshot(keys, revision: 280, message: "again", keep: 0)?.get(), .superseded(revision: 280))
+        let snap = try readSnapshot(keys)?.get()
+        XCTAssertEqual(snap?.rev, 280)
+        XCTAssertEqual(snap.map { String(decoding: $0.message, as: UTF8.self) }, "s280")
+        XCTAssertEqual(try commit(keys, expected: 300, client: "a", seq: 301, message: "m301")?.get(), .committed(rev: 301))
+    }
+
+    func testMalformedSnapshotHashIsAnError() {
+        let keys = fresh("bad-snap")
+        _ = exec([["HSET", keys.snapshot, "rev", "twelve", "m", "{}"]])
+        guard case .failure? = readSnapshot(keys) else { return XCTFail("a malformed snapshot was accepted") }
     }
 }
 

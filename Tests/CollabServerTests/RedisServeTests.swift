@@ -39,10 +39,22 @@ final class RedisServeTests: HostTestCase {
     /// A room name no other test (or earlier run against a shared Redis) has used.
     func freshRoom() -> String { "redis-test-\(UUID().uuidString.prefix(8).lowercased())" }
 
-    func redisServer() throws -> ServerThread {
+    func redisServer(_ configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> ServerThread {
         var c = configuration()
         c.redis = redisURL
+        configure(&c)
         return try startServer(c)
+    }
+
+    /// An op message as the commit script stores it.
+    func committedOp(room: String, rev: Int, client: String = "ext", seq: Int, op: String) throws -> Message {
+        var m = Message(.op)
+        m.room = room
+        m.client = client
+        m.seq = seq
+        m.rev = rev
+        m.op = try TextOperation(json: op)
+        return m
     }
 
     /// The revision /healthz reports for `room`.
@@ -306,5 +318,97 @@ final class RedisServeTests: HostTestCase {
         XCTAssertEqual(error.seq, 2)
         XCTAssertNotEqual(error.fatal, true)
         XCTAssertNil(c.snapshot.closeStatus)
+    }
+
+    func testAnInstanceNeedsNoDataDirectoryButPlainServersDo() throws {
+        let room = freshRoom()
+        let server = try redisServer { $0.dataDirectory = nil }
+        let c = try connect(server, room: room)
+        var e = Editor(c, welcome: try c.join("ann", client: "a"))
+        try e.edit(.insert("no disk", at: 0))
+        try e.settle(at: 1)
+        var plain = configuration()
+        plain.dataDirectory = nil
+        XCTAssertThrowsError(try ServerHost(configuration: plain, log: ServerLog(level: .error))) { error in
+            XCTAssertTrue("\(error)".contains("--data"), "\(error)")
+        }
+    }
+
+    func testANewInstanceLoadsFromTheSnapshotAndKeepsHistoryBehindIt() throws {
+        let room = freshRoom()
+        let keys = RoomKeys(room: room)
+        let serverA = try redisServer { $0.snapshotEvery = 10 }
+        let ca = try connect(serverA, room: room)
+        var a = Editor(ca, welcome: try ca.join("ann", client: "a"))
+        for i in 1 ... 25 {
+            try a.edit(.insert(String(i % 10), at: i - 1))
+            try a.settle(at: i)
+        }
+        _ = try serverA.logs.wait(for: "snapshot at rev 20 in Redis")
+        XCTAssertTrue(serverA.logs.contains("snapshot at rev 10 in Redis"))
+        XCTAssertEqual(try redisCLI(["HGET", keys.snapshot, "rev"]).trimmingCharacters(in: .whitespacesAndNewlines), "20")
+        // Take ops 1...17 away: a new instance can only load the room through the snapshot.
+        _ = try redisCLI(["XTRIM", keys.log, "MINID", "18-0"])
+
+        let serverB = try redisServer()
+        let cb = try connect(serverB, room: room)
+        let welcome = try cb.join("bob", client: "b")
+        XCTAssertEqual(welcome.doc, a.doc)
+        XCTAssertEqual(welcome.rev, 25)
+        XCTAssertTrue(serverB.logs.contains("loaded from Redis at rev 25"), serverB.logs.lines.joined(separator: "\n"))
+
+        // The ops before the snapshot that the stream still has are history for catch-ups.
+        let recent = try connect(serverB, room: room)
+        XCTAssertEqual(try recent.join("cat", client: "c", since: 18).since, 18)
+        for rev in 19 ... 25 { XCTAssertEqual(try recent.expect(type: .op).rev, rev) }
+        // Older than that: the whole document.
+        let old = try connect(serverB, room: room)
+        let full = try old.join("dan", client: "d", since: 10)
+        XCTAssertEqual(full.doc, a.doc)
+        XCTAssertEqual(full.rev, 25)
+
+        // B keeps committing on top of the snapshot, and A follows.
+        var b = Editor(cb, welcome: welcome)
+        try b.edit(.insert("!", at: 25))
+        try b.settle(at: 26)
+        try a.settle(at: 26)
+        XCTAssertEqual(a.doc, b.doc)
+    }
+
+    func testAnInstanceThatFellBehindTheTrimmedStreamReloadsTheRoom() throws {
+        let room = freshRoom()
+        let keys = RoomKeys(room: room)
+        let server = try redisServer()
+        let c = try connect(server, room: room)
+        var e = Editor(c, welcome: try c.join("ann", client: "a"))
+        try e.edit(.insert("x", at: 0))
+        try e.settle(at: 1)
+        // Ops 2...5 committed elsewhere while this instance heard nothing, then a snapshot at 5
+        // that trimmed the stream past revision 2.
+        for rev in 2 ... 5 {
+            let m = try committedOp(room: room, rev: rev, seq: rev, op: "[\(rev - 1),\"\(rev)\"]")
+            _ = try redisCLI(["XADD", keys.log, "\(rev)-0", "m", m.json])
+        }
+        var snap = Message(.snapshot)
+        snap.room = room
+        snap.rev = 5
+        snap.doc = "x2345"
+        _ = try redisCLI(["HSET", keys.snapshot, "rev", "5", "m", snap.json])
+        _ = try redisCLI(["XTRIM", keys.log, "MINID", "4-0"])
+        // Op 6 arrives on the channel: the gap cannot be read any more.
+        let six = try committedOp(room: room, rev: 6, seq: 6, op: #"[5,"6"]"#)
+        _ = try redisCLI(["XADD", keys.log, "6-0", "m", six.json])
+        _ = try redisCLI(["SET", keys.revision, "6"])
+        _ = try redisCLI(["PUBLISH", keys.channel, six.json])
+
+        let closed = try c.waitClosed()
+        XCTAssertEqual(closed.code, 1011)
+        XCTAssertEqual(closed.reason, "room reloading")
+        _ = try server.logs.wait(for: "reloading it")
+        // Reconnecting with the revision it had: the reloaded room has no history that old.
+        let again = try connect(server, room: room)
+        let welcome = try again.join("ann", client: "a", since: 1)
+        XCTAssertEqual(welcome.doc, "x23456")
+        XCTAssertEqual(welcome.rev, 6)
     }
 }

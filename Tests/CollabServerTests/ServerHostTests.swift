@@ -332,7 +332,7 @@ final class ServerHostTests: HostTestCase {
     func testJournalSyncFailureAnswersUnavailableAndTheRoomRecovers() throws {
         let failSync = SharedFlag()
         let server = try startServer(configuration()) { host in
-            host.store.syncFault = { room in
+            host.store!.syncFault = { room in
                 room == "fragile" && failSync.take() ? "injected I/O error" : nil
             }
         }
@@ -367,7 +367,7 @@ final class ServerHostTests: HostTestCase {
     func testJournalWriteFailureAnswersUnavailable() throws {
         let failAppend = SharedFlag()
         let server = try startServer(configuration()) { host in
-            host.store.appendFault = { _ in failAppend.take() ? "injected ENOSPC" : nil }
+            host.store!.appendFault = { _ in failAppend.take() ? "injected ENOSPC" : nil }
         }
         let a = try connect(server, room: "full")
         try a.join("ann", client: "a")
