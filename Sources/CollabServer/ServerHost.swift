@@ -517,7 +517,11 @@ public final class ServerHost {
     func scheduleIdleUnload(_ slot: RoomSlot) {
         guard !isShuttingDown else { return }
         slot.idleTimer?.cancel()
-        slot.idleTimer = loop.schedule(after: configuration.idleUnload) { [weak self, weak slot] in
+        // --redis: nothing to save and reloading is one snapshot read, so a room that empties is
+        // unloaded (and its channel unsubscribed) at once — on the next loop iteration, not
+        // inside the close callback. Journals are worth keeping open for --idle-unload.
+        let delay = redis != nil ? Duration.zero : configuration.idleUnload
+        slot.idleTimer = loop.schedule(after: delay) { [weak self, weak slot] in
             guard let self, let slot else { return }
             self.unloadIfIdle(slot)
         }

@@ -334,6 +334,33 @@ final class RedisServeTests: HostTestCase {
         }
     }
 
+    func testAnInstanceSubscribesToTheRoomsItServesOnly() throws {
+        let room = freshRoom(), other = freshRoom()
+        let channel = RoomKeys(room: room).channel
+        func subscribers(_ channel: String) throws -> Int? {
+            Int(try redisCLI(["PUBSUB", "NUMSUB", channel]).split(separator: "\n").last ?? "")
+        }
+        let server = try redisServer()
+        let a = try connect(server, room: room)
+        _ = try a.join("ann", client: "a")
+        let b = try connect(server, room: room)
+        _ = try b.join("bob", client: "b")
+        XCTAssertEqual(try subscribers(channel), 1)
+        XCTAssertEqual(try subscribers(RoomKeys(room: other).channel), 0)
+        a.close()
+        _ = try a.waitClosed()
+        XCTAssertEqual(try subscribers(channel), 1)
+        // The last one leaves: the room is unloaded and its channel dropped.
+        b.close()
+        _ = try b.waitClosed()
+        _ = try server.logs.wait(for: "room \(room) unloaded")
+        waitUntil("channel unsubscribed", timeout: 10) { (try? subscribers(channel)) == 0 }
+        // And a new member brings it back.
+        let c = try connect(server, room: room)
+        _ = try c.join("cat", client: "c")
+        XCTAssertEqual(try subscribers(channel), 1)
+    }
+
     func testANewInstanceLoadsFromTheSnapshotAndKeepsHistoryBehindIt() throws {
         let room = freshRoom()
         let keys = RoomKeys(room: room)
