@@ -5,6 +5,7 @@ import PackageDescription
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let rope: Target.Dependency = .product(name: "_RopeModule", package: "swift-collections")
 let deque: Target.Dependency = .product(name: "DequeModule", package: "swift-collections")
+let ordered: Target.Dependency = .product(name: "OrderedCollections", package: "swift-collections")
 
 let package = Package(
     name: "collab",
@@ -15,6 +16,7 @@ let package = Package(
         .executable(name: "collab-bridge", targets: ["collab-bridge"]),
         .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
         .library(name: "CollabOT", targets: ["CollabOT"]),
+        .library(name: "CollabPresence", targets: ["CollabPresence"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -33,6 +35,9 @@ let package = Package(
         .target(name: "CollabOT", dependencies: [rope]),
         // Wire schema: JSON values, the NDJSON line codec, message types (which carry ops).
         .target(name: "CollabProtocol", dependencies: ["CollabOT"]),
+        // Presence: who is in a room, their colours and initials, cursors that follow the
+        // document, typing that expires. Pure values, shared by server, clients and collab-presence.
+        .target(name: "CollabPresence", dependencies: ["CollabOT", "CollabProtocol", deque, ordered]),
         // Editing traces (josephg/editing-traces format) and their replay through the OT engine.
         .target(name: "CollabTraces", dependencies: ["CollabOT", "CollabProtocol", "CZlib"]),
         // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
@@ -78,6 +83,7 @@ let package = Package(
                                                          "CollabTransport", "CollabTestSupport"]),
         .testTarget(name: "CollabBridgeTests",
                     dependencies: ["CollabProtocol", "CollabOT", "CollabRedis", "CollabTestSupport", "collab-bridge", "collab-ot-apply"]),
+        .testTarget(name: "CollabPresenceTests", dependencies: ["CollabPresence", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",

@@ -40,6 +40,8 @@ public struct Message: Equatable, Sendable {
     public var user: String?
     public var name: String?
     public var color: String?
+    /// One or two letters for an avatar (join, leave, presence, roster members).
+    public var initials: String?
     public var client: String?
     public var token: String?
     public var seq: Int?
@@ -131,7 +133,7 @@ extension Message {
     /// The fields this version knows. Matching key bytes against this list (see `Field.init`)
     /// avoids building a String per key.
     enum Field {
-        case type, room, user, name, color, client, token, doc, status, code, message, text
+        case type, room, user, name, color, initials, client, token, doc, status, code, message, text
         case seq, base, rev, since, ts, pos, len, anchor, head, typing, fatal, op, cursor, members
 
         init?(_ key: UnsafeBufferPointer<UInt8>) {
@@ -156,6 +158,8 @@ extension Message {
                 else if eq("status") { self = .status } else if eq("anchor") { self = .anchor } else { return nil }
             case 7:
                 if eq("message") { self = .message } else if eq("members") { self = .members } else { return nil }
+            case 8:
+                if eq("initials") { self = .initials } else { return nil }
             default:
                 return nil
             }
@@ -179,6 +183,7 @@ extension Message {
             case .user: m.user = try optionalString(&s, "user")
             case .name: m.name = try optionalString(&s, "name")
             case .color: m.color = try optionalString(&s, "color")
+            case .initials: m.initials = try optionalString(&s, "initials")
             case .client: m.client = try optionalString(&s, "client")
             case .token: m.token = try optionalString(&s, "token")
             case .doc: m.doc = try optionalString(&s, "doc")
@@ -299,6 +304,7 @@ extension Message {
         if let user { w.key("user"); w.string(user) }
         if let name { w.key("name"); w.string(name) }
         if let color { w.key("color"); w.string(color) }
+        if let initials { w.key("initials"); w.string(initials) }
         if let client { w.key("client"); w.string(client) }
         if let token { w.key("token"); w.string(token) }
         if let seq { w.key("seq"); w.int(seq) }
