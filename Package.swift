@@ -53,7 +53,7 @@ let package = Package(
 
         // Rooms (sans-I/O: events in, messages and journal records out), their durable storage,
         // and the host that serves them over WebSockets (collab-serve's logic).
-        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabProtocol", "CollabTransport", "CollabRedis", "CollabRedisRoom"]),
+        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabPresence", "CollabProtocol", "CollabTransport", "CollabRedis", "CollabRedisRoom"]),
         // hiredis' async API inside the CollabTransport loop: connections, pub/sub, Lua scripts.
         .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport", deque]),
         // A room's Redis commit path (read, transform, commit, retry), shared by collab-bridge

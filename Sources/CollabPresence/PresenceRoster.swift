@@ -23,6 +23,8 @@ public struct PresenceMember: Sendable, Equatable {
     public var status: String?
     /// The last join or presence of this member (milliseconds, the caller's clock).
     public var lastActive: Int?
+    /// An application's own presence fields (a viewport, a mode, ...), merged key by key.
+    public var extra: JSONObject?
 
     public init(client: String, user: String, name: String? = nil, color: String? = nil, initials: String? = nil) {
         self.client = client
@@ -50,6 +52,7 @@ public struct PresenceMember: Sendable, Equatable {
         }
         m.typing = typing
         m.status = status
+        m.extra = extra
         return m
     }
 }
@@ -149,6 +152,11 @@ public struct PresenceRoster: Sendable {
             member.typingUntil = typing ? now.map { $0 + typingTimeout } : nil
         }
         if let status = m.status { member.status = status.isEmpty ? nil : status }
+        if let fields = m.extra?.fields, !fields.isEmpty {
+            var merged = member.extra ?? JSONObject()
+            for field in fields { merged[field.key] = field.value }
+            member.extra = merged
+        }
         if let now { member.lastActive = now }
         members[client] = member
         return member
@@ -178,6 +186,12 @@ public struct PresenceRoster: Sendable {
             expired.append(members[client]!)
         }
         return expired
+    }
+
+    /// Keeps a member's typing flag until an update says otherwise: for members whose typing is
+    /// expired by someone else (the server instance they are connected to).
+    public mutating func forgetTypingDeadline(of client: String) {
+        members[client]?.typingUntil = nil
     }
 
     /// The earliest time a typing flag runs out, for the caller's timer.

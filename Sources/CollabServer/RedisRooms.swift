@@ -80,7 +80,7 @@ extension ServerHost {
 
     func loadRedisRoom(_ name: String) -> RoomSlot? {
         guard let r = redis else { return nil }
-        let slot = RoomSlot(room: Room(name: name, historyLimit: configuration.historyLimit))
+        let slot = RoomSlot(room: Room(name: name, historyLimit: configuration.historyLimit, presencePolicy: configuration.presence))
         slot.redis.loading = true
         slot.redis.committer = RoomCommitter(connection: r.connection, room: name, script: r.script, pageSize: r.pageSize)
         rooms[name] = slot
@@ -107,14 +107,15 @@ extension ServerHost {
             case .failure(let e):
                 self.failRedisLoad(slot, "reading the snapshot: \(e)")
             case .success(nil):
-                slot.room = Room(name: slot.name, historyLimit: self.configuration.historyLimit)
+                slot.room = Room(name: slot.name, historyLimit: self.configuration.historyLimit, presencePolicy: self.configuration.presence)
                 slot.redis.catchingUp = false
                 self.catchUp(slot)
             case .success(let (rev, bytes)?):
                 guard let snap = Self.decode(bytes), snap.type == .snapshot, snap.rev == rev, let doc = snap.doc else {
                     return self.failRedisLoad(slot, "the snapshot in \(RoomKeys(room: slot.name).snapshot) is unreadable")
                 }
-                slot.room = Room(name: slot.name, document: TextRope(doc), revision: rev, historyLimit: self.configuration.historyLimit)
+                slot.room = Room(name: slot.name, document: TextRope(doc), revision: rev, historyLimit: self.configuration.historyLimit,
+                                 presencePolicy: self.configuration.presence)
                 self.loadHistory(slot, snapshot: rev, after: max(0, rev - self.configuration.historyLimit), seed: [])
             }
         }
@@ -401,19 +402,20 @@ extension ServerHost {
             log.debug("conn \(id) room \(s.room): hello from \(joined.user) (client \(joined.client))\(message.since.map { ", since \($0)" } ?? "")")
         }
         apply(fx, to: slot)
-        if let member, message.type == .presence || message.type == .event {
-            var relayed = message
-            relayed.room = slot.name
-            relayed.user = member.user
-            relayed.name = member.name
-            relayed.client = member.client
-            relayed.token = nil
-            relayed.ts = now
-            var extra = relayed.extra ?? JSONObject()
+    }
+
+    /// Join, leave, presence and events of members here, for the members of other instances:
+    /// tagged with this instance (which ignores its own echo) and published on the room channel.
+    func publish(_ messages: [Message], from slot: RoomSlot) {
+        guard let r = redis else { return }
+        let channel = RoomKeys(room: slot.name).channel
+        for m in messages {
+            var tagged = m
+            var extra = tagged.extra ?? JSONObject()
             extra.fields.removeAll { $0.key == "instance" }
-            extra.fields.append((key: "instance", value: .string(redis!.instanceID)))
-            relayed.extra = extra
-            redis!.connection.command(["PUBLISH", RoomKeys(room: slot.name).channel, relayed.json]) { [weak self] result in
+            extra.fields.append((key: "instance", value: .string(r.instanceID)))
+            tagged.extra = extra
+            r.connection.command(["PUBLISH", channel, tagged.json]) { [weak self] result in
                 if case .failure(let e) = result { self?.log.debug("room \(slot.name): publish failed: \(e)") }
             }
         }
@@ -469,13 +471,17 @@ extension ServerHost {
             channelOp(m, slot: slot)
             return
         }
-        guard m.type == .presence || m.type == .event else { return }
+        guard [.presence, .event, .join, .leave].contains(m.type) else { return }
         if case .string(let origin)? = m.extra?["instance"], origin == r.instanceID { return }
         guard !slot.redis.loading else { return }
         m.extra?.fields.removeAll { $0.key == "instance" }
         if m.extra?.isEmpty == true { m.extra = nil }
         m.room = name
-        let recipients = slot.room.members.keys.sorted()
-        if !recipients.isEmpty { emit(Delivery(to: recipients, m), room: name, durable: false) }
+        if m.type == .event {
+            let recipients = slot.room.members.keys.sorted()
+            if !recipients.isEmpty { emit(Delivery(to: recipients, m), room: name, durable: false) }
+            return
+        }
+        apply(slot.room.remote(m, now: Self.nowMillis()), to: slot)
     }
 }

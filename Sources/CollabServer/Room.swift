@@ -1,4 +1,5 @@
 import CollabOT
+import CollabPresence
 import CollabProtocol
 // Only for the RFC 6455 close-code constants: the room itself does no I/O.
 import enum CollabTransport.CloseCode
@@ -29,10 +30,14 @@ public struct RoomEffects: Sendable {
     public var records: [Message] = []
     /// Connections to close after their queued messages, with a WebSocket close code.
     public var closes: [(ConnectionID, code: UInt16, reason: String)] = []
+    /// Ephemeral messages of this room's members (join, leave, presence, event) that members
+    /// connected elsewhere must see too: a host sharing the room with other instances publishes
+    /// them; a host alone ignores them.
+    public var relays: [Message] = []
 
     public init() {}
 
-    public var isEmpty: Bool { sends.isEmpty && durableSends.isEmpty && records.isEmpty && closes.isEmpty }
+    public var isEmpty: Bool { sends.isEmpty && durableSends.isEmpty && records.isEmpty && closes.isEmpty && relays.isEmpty }
 }
 
 /// One room: its document and history (through the `Sequencer`) and its members. Pure logic.
@@ -41,6 +46,8 @@ public struct Room: Sendable {
         public var user: String
         public var name: String?
         public var client: String
+        public var color: String
+        public var initials: String
     }
 
     /// Commit metadata kept beside the sequencer's history, for catch-up messages.
@@ -56,11 +63,22 @@ public struct Room: Sendable {
     public private(set) var members: [ConnectionID: Member] = [:]
     /// How many committed ops stay in memory for `since` catch-ups and late transforms.
     public var historyLimit: Int
+    /// Everyone in the room (members connected here and, with other instances, there) and what
+    /// they are doing. Ephemeral: never journaled.
+    public internal(set) var presence: PresenceRoster
+    public var presencePolicy: PresencePolicy {
+        didSet { presence.typingTimeout = presencePolicy.typingTimeout }
+    }
+    /// Per connection: when its presence was last relayed, and whether a newer one waits.
+    var presenceThrottle: [ConnectionID: PresenceThrottle] = [:]
 
-    public init(name: String, document: TextRope = TextRope(), revision: Int = 0, historyLimit: Int = 10_000) {
+    public init(name: String, document: TextRope = TextRope(), revision: Int = 0, historyLimit: Int = 10_000,
+                presencePolicy: PresencePolicy = PresencePolicy()) {
         self.name = name
         sequencer = Sequencer(document: document, revision: revision)
         self.historyLimit = historyLimit
+        self.presencePolicy = presencePolicy
+        presence = PresenceRoster(revision: revision, typingTimeout: presencePolicy.typingTimeout)
     }
 
     public var revision: Int { sequencer.revision }
@@ -73,6 +91,7 @@ public struct Room: Sendable {
         }
         try sequencer.integrate(CommittedOp(rev: rev, client: client, seq: seq, op: op))
         meta.append(Meta(user: record.user, ts: record.ts))
+        presence.integrate(rev: rev, op: op, client: client)
         trim()
     }
 
@@ -111,7 +130,7 @@ public struct Room: Sendable {
                 fx.closes.append((connection, CloseCode.policyViolation, "hello expected"))
                 return fx
             }
-            hello(message, from: connection, into: &fx)
+            hello(message, from: connection, into: &fx, now: now)
             return fx
         }
         switch message.type {
@@ -119,15 +138,19 @@ public struct Room: Sendable {
         case .leave:
             fx = close(connection)
             fx.closes.append((connection, CloseCode.normal, "bye"))
-        case .presence, .event:
+        case .presence:
+            presenceUpdate(message, from: connection, member: member, now: now, into: &fx)
+        case .event:
             var relayed = message
             relayed.room = name
             relayed.user = member.user
             relayed.name = member.name
+            relayed.color = member.color
             relayed.client = member.client
             relayed.token = nil
             relayed.ts = now
             broadcast(relayed, except: connection, into: &fx.sends)
+            fx.relays.append(relayed)
         case .hello:
             fx.sends.append(Delivery(to: [connection], .error(code: .badMessage, "already joined: hello is sent once", room: name)))
         default:
@@ -139,24 +162,34 @@ public struct Room: Sendable {
     /// The connection went away (closed, or missed its heartbeat).
     public mutating func close(_ connection: ConnectionID) -> RoomEffects {
         var fx = RoomEffects()
+        presenceThrottle[connection] = nil
         guard let member = members.removeValue(forKey: connection) else { return fx }
-        var leave = Message(.leave)
-        leave.room = name
-        leave.user = member.user
-        leave.name = member.name
-        leave.client = member.client
+        let leave = presence.leave(client: member.client)?.message(.leave, room: name) ?? Message(.leave)
         broadcast(leave, except: connection, into: &fx.sends)
+        fx.relays.append(leave)
         return fx
     }
 
-    mutating func hello(_ m: Message, from connection: ConnectionID, into fx: inout RoomEffects) {
+    mutating func hello(_ m: Message, from connection: ConnectionID, into fx: inout RoomEffects, now: Int) {
         let user = m.user ?? "anonymous"
         let client = m.client ?? "c\(connection)-\(sequencer.revision)"
-        let member = Member(user: user, name: m.name, client: client)
+        if let (old, _) = members.first(where: { $0.value.client == client }) {
+            // The same client again: a reconnect that beat the old connection's heartbeat
+            // timeout. The old one is the ghost; it goes without a leave, the member stays.
+            members[old] = nil
+            presenceThrottle[old] = nil
+            fx.closes.append((old, CloseCode.policyViolation, "replaced by a new connection of the same client"))
+        }
+        // One colour per user in a room (all their tabs alike), avoiding the others' colours.
+        let color = presence.members.values.first { $0.user == user }?.color
+            ?? Palette.color(for: user, avoiding: presence.colors(exceptUser: user))
+        let member = Member(user: user, name: m.name, client: client, color: color, initials: Palette.initials(name: m.name, user: user))
         var welcome = Message(.welcome)
         welcome.room = name
         welcome.client = client
         welcome.user = user
+        welcome.color = member.color
+        welcome.initials = member.initials
         welcome.rev = revision
         if let since = m.since, since >= 0, since <= revision, sequencer.oldestBase <= since {
             welcome.since = since
@@ -178,19 +211,16 @@ public struct Room: Sendable {
         join.room = name
         join.user = user
         join.name = m.name
+        join.color = member.color
+        join.initials = member.initials
         join.client = client
-        broadcast(join, except: connection, into: &fx.sends)
-        var roster = Message(.roster)
-        roster.room = name
-        roster.members = members.sorted { $0.key < $1.key }.map { _, other in
-            var j = Message(.join)
-            j.user = other.user
-            j.name = other.name
-            j.client = other.client
-            return j
-        }
-        fx.sends.append(Delivery(to: [connection], roster))
+        let joined = presence.join(join, now: now)
         members[connection] = member
+        // The newcomer gets everyone, itself included (it learns its colour there too).
+        fx.sends.append(Delivery(to: [connection], presence.rosterMessage(room: name)))
+        let announced = joined?.message(.join, room: name) ?? join
+        broadcast(announced, except: connection, into: &fx.sends)
+        fx.relays.append(announced)
     }
 
     mutating func submit(_ m: Message, from connection: ConnectionID, member: Member, now: Int, into fx: inout RoomEffects) {
@@ -216,6 +246,7 @@ public struct Room: Sendable {
                 fx.records.append(record)
                 fx.durableSends.append(Delivery(to: [connection], ack(seq: seq, rev: commit.rev)))
                 broadcast(record, except: connection, into: &fx.durableSends)
+                presence.integrate(rev: commit.rev, op: commit.op, client: client)
                 trim()
             }
         } catch let e as Sequencer.SubmitError {

@@ -33,6 +33,8 @@ public struct ServerConfiguration: Sendable {
     /// Catch SIGINT and SIGTERM and shut down gracefully (the executable does; in-process tests
     /// do not, since signal dispositions are process-wide).
     public var handleSignals: Bool = false
+    /// Typing expiry and the presence rate limit.
+    public var presence = PresencePolicy()
     /// With a Redis server, rooms' histories live there (shared by every instance using it)
     /// instead of in the journals.
     public var redis: RedisURL?

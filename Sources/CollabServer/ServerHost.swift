@@ -100,6 +100,9 @@ public final class ServerHost {
         /// --redis: the room's state while it is read from Redis, its commit path, and what
         /// waits for a load or a catch-up.
         var redis = RedisRoomState()
+        /// The timer for `Room.tick` (held presence, typing expiry) and when it fires.
+        var presenceTimer: LoopTimer?
+        var presenceTickAt: Int?
         init(room: Room) { self.room = room }
         var name: String { room.name }
     }
@@ -334,7 +337,24 @@ public final class ServerHost {
         for d in fx.sends { emit(d, room: name, durable: false) }
         for d in fx.durableSends { emit(d, room: name, durable: true) }
         for c in fx.closes { emitClose(c.0, code: c.code, reason: c.reason) }
+        if !fx.relays.isEmpty && redis != nil { publish(fx.relays, from: slot) }
         if let failure { failRoom(name, reason: failure) }
+        schedulePresenceTick(slot)
+    }
+
+    /// Arms the room's timer for its next presence deadline, if any comes earlier than the one
+    /// armed. Firing early is harmless: `tick` does what is due and the timer is armed again.
+    func schedulePresenceTick(_ slot: RoomSlot) {
+        guard let at = slot.room.nextWakeup else { return }
+        if let armed = slot.presenceTickAt, armed <= at { return }
+        slot.presenceTimer?.cancel()
+        slot.presenceTickAt = at
+        slot.presenceTimer = loop.schedule(after: .milliseconds(max(0, at - Self.nowMillis()))) { [weak self, weak slot] in
+            guard let self, let slot, self.rooms[slot.name] === slot else { return }
+            slot.presenceTimer = nil
+            slot.presenceTickAt = nil
+            self.apply(slot.room.tick(now: Self.nowMillis()), to: slot)
+        }
     }
 
     /// --redis: an op this instance committed to Redis (no journal record is written).
@@ -478,9 +498,10 @@ public final class ServerHost {
         guard let store else { return loadRedisRoom(name) }
         let start = Self.monotonicNanos()
         do {
-            let room = try store.load(room: name, historyLimit: configuration.historyLimit) { [log] warning in
+            var room = try store.load(room: name, historyLimit: configuration.historyLimit) { [log] warning in
                 log.warn(warning)
             }
+            room.presencePolicy = configuration.presence
             let ms = Double(Self.monotonicNanos() &- start) / 1e6
             log.info("room \(name) loaded at rev \(room.revision) (\(Self.format(ms)) ms)")
             let slot = RoomSlot(room: room)

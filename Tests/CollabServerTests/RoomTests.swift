@@ -36,7 +36,7 @@ final class RoomTests: XCTestCase {
         let fx2 = room.receive(hello("bob", client: "b"), from: 2, now: 0)
         XCTAssertTrue(pairs(fx2.sends).contains { $0.0 == 1 && $0.1.type == .join && $0.1.user == "bob" })
         let roster = pairs(fx2.sends).first { $0.0 == 2 && $0.1.type == .roster }?.1
-        XCTAssertEqual(roster?.members?.map(\.user), ["ann"])
+        XCTAssertEqual(roster?.members?.map(\.user), ["ann", "bob"])
     }
 
     func testOpIsAckedAndBroadcastOnlyAfterDurability() throws {
