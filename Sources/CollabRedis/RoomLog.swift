@@ -16,6 +16,11 @@ public struct RoomKeys: Sendable, Equatable {
     public var clients: String { tag + ":clients" }
     /// Hash of the latest snapshot: `rev`, and `m`, a `snapshot` message (the document at `rev`).
     public var snapshot: String { tag + ":snap" }
+    /// Hash client → roster entry of each member, owned by the instance it is connected to
+    /// (see `RoomRoster`).
+    public var members: String { tag + ":members" }
+    /// Sorted set client → deadline (Redis time, milliseconds) of each member.
+    public var alive: String { tag + ":alive" }
     /// Pub/Sub channel on which committed ops (and the room's other traffic) are published.
     public var channel: String { tag + ":ch" }
 }

@@ -17,6 +17,9 @@ final class RedisBackend {
     let subscriber: RedisSubscriber
     let script = RedisScript(source: RoomLog.commitSource)
     let snapshotScript = RedisScript(source: RoomLog.snapshotSource)
+    let rosterScripts = RoomRoster.Scripts()
+    /// Pushes this instance's members' deadlines forward and sweeps expired members.
+    var presenceHeartbeat: LoopTimer?
     /// Tags what this instance publishes, so it ignores its own echo.
     let instanceID: String
     /// Room channel → room name, for the rooms loaded here.
@@ -40,6 +43,8 @@ struct RedisRoomState {
     var backlog: [(ConnectionID, Message)] = []
     /// Channel ops that arrived while a read was in flight or after a gap.
     var channelBacklog: [Message] = []
+    /// Join, leave and presence of other instances' members that arrived while loading.
+    var presenceBacklog: [Message] = []
     /// Acks of duplicate resubmissions whose revision is not integrated yet.
     var pendingAcks: [(rev: Int, connection: ConnectionID, seq: Int)] = []
     var committer: RoomCommitter?
@@ -60,6 +65,7 @@ extension ServerHost {
             // Messages published while we were not subscribed were missed: read the streams.
             for slot in self.rooms.values.sorted(by: { $0.name < $1.name }) where !slot.redis.loading {
                 self.catchUp(slot)
+                self.syncRoster(slot)
             }
         }
         backend.connection.onDisconnect = { [unowned self] e in self.log.warn("redis: disconnected: \(e)") }
@@ -67,10 +73,12 @@ extension ServerHost {
         backend.connection.onConnect = { [unowned self] in self.log.info("redis: connected to \(url)") }
         backend.connection.start()
         backend.subscriber.start()
+        startPresenceHeartbeat()
     }
 
     func stopRedis() {
         guard let r = redis else { return }
+        r.presenceHeartbeat?.cancel()
         for slot in rooms.values { slot.redis.retryTimer?.cancel() }
         r.subscriber.close()
         r.connection.close()
@@ -248,8 +256,8 @@ extension ServerHost {
     /// The stream is read up to its end: a load is complete; what waited is replayed.
     func finishCatchUp(_ slot: RoomSlot) {
         if slot.redis.loading {
-            slot.redis.loading = false
-            log.info("room \(slot.name) loaded from Redis at rev \(slot.room.revision)")
+            // Last step of a load: who is in the room on other instances.
+            return loadRoster(slot)
         }
         let channelBacklog = slot.redis.channelBacklog
         slot.redis.channelBacklog = []
@@ -404,23 +412,6 @@ extension ServerHost {
         apply(fx, to: slot)
     }
 
-    /// Join, leave, presence and events of members here, for the members of other instances:
-    /// tagged with this instance (which ignores its own echo) and published on the room channel.
-    func publish(_ messages: [Message], from slot: RoomSlot) {
-        guard let r = redis else { return }
-        let channel = RoomKeys(room: slot.name).channel
-        for m in messages {
-            var tagged = m
-            var extra = tagged.extra ?? JSONObject()
-            extra.fields.removeAll { $0.key == "instance" }
-            extra.fields.append((key: "instance", value: .string(r.instanceID)))
-            tagged.extra = extra
-            r.connection.command(["PUBLISH", channel, tagged.json]) { [weak self] result in
-                if case .failure(let e) = result { self?.log.debug("room \(slot.name): publish failed: \(e)") }
-            }
-        }
-    }
-
     func submit(_ m: Message, from id: ConnectionID, member: Room.Member, slot: RoomSlot) {
         let name = slot.name
         guard let op = m.op, let seq = m.seq, let base = m.base else {
@@ -473,10 +464,13 @@ extension ServerHost {
         }
         guard [.presence, .event, .join, .leave].contains(m.type) else { return }
         if case .string(let origin)? = m.extra?["instance"], origin == r.instanceID { return }
-        guard !slot.redis.loading else { return }
         m.extra?.fields.removeAll { $0.key == "instance" }
         if m.extra?.isEmpty == true { m.extra = nil }
         m.room = name
+        if slot.redis.loading {
+            if m.type != .event { slot.redis.presenceBacklog.append(m) }
+            return
+        }
         if m.type == .event {
             let recipients = slot.room.members.keys.sorted()
             if !recipients.isEmpty { emit(Delivery(to: recipients, m), room: name, durable: false) }

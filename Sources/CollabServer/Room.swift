@@ -60,7 +60,7 @@ public struct Room: Sendable {
     public private(set) var sequencer: Sequencer
     var meta: [Meta] = []
     /// Members by connection, once they said hello.
-    public private(set) var members: [ConnectionID: Member] = [:]
+    public internal(set) var members: [ConnectionID: Member] = [:]
     /// How many committed ops stay in memory for `since` catch-ups and late transforms.
     public var historyLimit: Int
     /// Everyone in the room (members connected here and, with other instances, there) and what

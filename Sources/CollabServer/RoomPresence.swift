@@ -1,6 +1,7 @@
 import CollabOT
 import CollabPresence
 import CollabProtocol
+import enum CollabTransport.CloseCode
 
 /// How a room treats presence.
 public struct PresencePolicy: Sendable, Equatable {
@@ -104,9 +105,19 @@ extension Room {
     public mutating func remote(_ m: Message, now: Int) -> RoomEffects {
         var fx = RoomEffects()
         guard let client = m.client else { return fx }
-        // A client that reconnected here before its old instance noticed it left: the old
-        // instance's view of it is stale.
-        if members.values.contains(where: { $0.client == client }) { return fx }
+        if let (connection, _) = members.first(where: { $0.value.client == client }) {
+            // A join from elsewhere for a client connected here: it reconnected through another
+            // instance before this one noticed the old connection died. Ours is the ghost: it
+            // goes quietly (as a takeover here does) and the member stays. Anything else about
+            // a client connected here is stale news from its old instance.
+            guard m.type == .join else { return fx }
+            members[connection] = nil
+            presenceThrottle[connection] = nil
+            fx.closes.append((connection, CloseCode.policyViolation, "replaced by a new connection of the same client"))
+            presence.join(m, now: now)
+            expireRemoteTyping(client)
+            return fx
+        }
         var out = m
         out.room = name
         switch m.type {
@@ -127,6 +138,29 @@ extension Room {
         }
         let recipients = members.keys.sorted()
         if !recipients.isEmpty { fx.sends.append(Delivery(to: recipients, out)) }
+        return fx
+    }
+
+    /// The members of other instances as the shared roster lists them now (after a load or a
+    /// reconnect to Redis, when join and leave messages may have been missed): newcomers are
+    /// announced, members no longer listed leave, the others are refreshed quietly.
+    public mutating func syncRemote(_ listed: [Message], now: Int) -> RoomEffects {
+        var fx = RoomEffects()
+        let local = Set(members.values.map(\.client))
+        let recipients = members.keys.sorted()
+        let listedClients = Set(listed.compactMap(\.client))
+        for gone in presence.members.keys where !local.contains(gone) && !listedClients.contains(gone) {
+            if let left = presence.leave(client: gone), !recipients.isEmpty {
+                fx.sends.append(Delivery(to: recipients, left.message(.leave, room: name)))
+            }
+        }
+        for m in listed {
+            guard let client = m.client, !local.contains(client) else { continue }
+            let isNew = presence[client] == nil
+            guard let joined = presence.join(m, now: now) else { continue }
+            expireRemoteTyping(client)
+            if isNew && !recipients.isEmpty { fx.sends.append(Delivery(to: recipients, joined.message(.join, room: name))) }
+        }
         return fx
     }
 

@@ -35,6 +35,9 @@ public struct ServerConfiguration: Sendable {
     public var handleSignals: Bool = false
     /// Typing expiry and the presence rate limit.
     public var presence = PresencePolicy()
+    /// --redis: a member of an instance that stopped refreshing it leaves every roster within
+    /// this time.
+    public var presenceTTL: Duration = .seconds(30)
     /// With a Redis server, rooms' histories live there (shared by every instance using it)
     /// instead of in the journals.
     public var redis: RedisURL?

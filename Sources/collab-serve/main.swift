@@ -71,6 +71,15 @@ struct CollabServe: ParsableCommand {
     @Option(name: .customLong("history"), help: ArgumentHelp("Committed ops kept in memory per room for catch-up (older joins get the whole document). With --redis also what the room's stream keeps behind its latest snapshot.", valueName: "N"))
     var history: Int = 10_000
 
+    @Option(name: .customLong("typing-timeout"), help: ArgumentHelp("A member's typing flag turns off by itself this many seconds after its last update.", valueName: "SECONDS"))
+    var typingTimeout: Seconds = Seconds(5)
+
+    @Option(name: .customLong("presence-interval"), help: ArgumentHelp("Relay at most one presence update per client per this many seconds; updates in between are coalesced, the last one wins.", valueName: "SECONDS"))
+    var presenceInterval: Seconds = Seconds(0.05)
+
+    @Option(name: .customLong("presence-ttl"), help: ArgumentHelp("With --redis: members of an instance that stops (crash, network) leave every roster within this many seconds.", valueName: "SECONDS"))
+    var presenceTTL: Seconds = Seconds(30)
+
     @Option(name: .customLong("redis"),
             help: ArgumentHelp("Keep the rooms' histories in Redis (redis://[user:pass@]host:port[/db]), so several collab-serve instances serve one room with one history.",
                                valueName: "URL"))
@@ -89,6 +98,9 @@ struct CollabServe: ParsableCommand {
         guard snapshotEvery >= 0 else { throw ValidationError("--snapshot-every must be 0 or more") }
         guard idleUnload.value >= 0 else { throw ValidationError("--idle-unload must be 0 or more") }
         guard history > 0 else { throw ValidationError("--history must be positive") }
+        guard typingTimeout.value >= 0.01 else { throw ValidationError("--typing-timeout must be at least 0.01 seconds") }
+        guard presenceInterval.value >= 0 else { throw ValidationError("--presence-interval must be 0 or more") }
+        guard presenceTTL.value >= 0.1 else { throw ValidationError("--presence-ttl must be at least 0.1 seconds") }
         if let redis {
             do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
         }
@@ -110,6 +122,9 @@ struct CollabServe: ParsableCommand {
         config.snapshotEvery = snapshotEvery
         config.idleUnload = idleUnload.duration
         config.historyLimit = history
+        config.presence = PresencePolicy(typingTimeout: Int((typingTimeout.value * 1000).rounded()),
+                                         minInterval: Int((presenceInterval.value * 1000).rounded()))
+        config.presenceTTL = presenceTTL.duration
         config.handleSignals = true
         config.redis = try redis.map { try RedisURL(parsing: $0) }
         let log = ServerLog(level: logLevel.level)
