@@ -30,6 +30,10 @@ public struct JoinOptions: Sendable {
     /// How long to wait at end of input for the server to acknowledge every local edit.
     public var drainTimeout: Duration = .seconds(10)
     public var backoff = Backoff()
+    /// Delays before sending an op again that the server answered with `unavailable` (its Redis
+    /// is down): short at first, since such outages are often a restart, and capped low, since
+    /// the connection is up and the op should commit soon after the storage is back.
+    public var resubmitBackoff = Backoff(initial: .milliseconds(100), cap: .seconds(5))
     /// Largest message accepted from the server (a welcome carries the whole document).
     public var maxMessageSize = 256 << 20
     /// Ping the server after this much silence and reconnect when no pong follows in `timeout`.
@@ -75,9 +79,10 @@ public struct JoinOptions: Sendable {
 ///
 /// Lifecycle: connect → hello → welcome; stdin lines are read only once the first welcome gave
 /// the document (reading is paused before). On any drop it reconnects with backoff and catches up
-/// with `since`; the session resubmits what was in flight. At end of input it waits until every
-/// local edit is acknowledged (bounded by `drainTimeout`), sends `leave`, closes and exits.
-/// Loop thread only.
+/// with `since`; the session resubmits what was in flight. An op the server answers with
+/// `unavailable` is sent again after its own, shorter backoff, on the same connection. At end of
+/// input it waits until every local edit is acknowledged (bounded by `drainTimeout`), sends
+/// `leave`, closes and exits. Loop thread only.
 public final class JoinTool {
     public let options: JoinOptions
     public let diagnostics: Diagnostics
@@ -98,6 +103,9 @@ public final class JoinTool {
     var lastFailure = ""
     var retryTimer: LoopTimer?
     var welcomes = 0
+    /// Consecutive `unavailable` answers since the last ack or connection.
+    var resubmitAttempts = 0
+    var resubmitTimer: LoopTimer?
     /// The seq of the in-flight op when the server last refused a frame as too large.
     var tooLargeSeq: Int?
     /// A too-large refusal was already counted on the current connection.
@@ -168,6 +176,7 @@ public final class JoinTool {
         guard exitStatus == nil else { return }
         exitStatus = status
         retryTimer?.cancel()
+        resubmitTimer?.cancel()
         drainTimer?.cancel()
         input?.pause()
         guard let c = connection else {
@@ -199,6 +208,11 @@ public final class JoinTool {
 
     func note(_ text: String) {
         if !options.quiet { diagnostics.note(text) }
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        return s * 1000 + atto / 1_000_000_000_000_000
     }
 
     // MARK: Connection
@@ -236,6 +250,7 @@ public final class JoinTool {
     func opened(_ c: WebSocketConnection) {
         guard c === connection else { return }
         tooLargeCounted = false
+        resubmitAttempts = 0
         note(welcomes == 0 ? "connected to \(options.url)" : "reconnected to \(options.url)")
         c.send(text: session.connected().json)
     }
@@ -251,6 +266,7 @@ public final class JoinTool {
         }
         let hadDocument = session.hasDocument
         let out = session.received(message)
+        if message.type == .ack { resubmitAttempts = 0 } // the server commits again
         if message.type == .welcome {
             welcomes += 1
             failures = 0
@@ -277,6 +293,7 @@ public final class JoinTool {
         guard c === connection else { return }
         connection = nil
         session.disconnected()
+        resubmitTimer?.cancel() // the reconnect's catch-up resubmits
         if exitStatus != nil {
             stopTimer?.cancel()
             loop.stop()
@@ -314,10 +331,8 @@ public final class JoinTool {
             return
         }
         let delay = options.backoff.delay(attempt: failures)
-        let (s, atto) = delay.components
-        let millis = s * 1000 + atto / 1_000_000_000_000_000
         let of = options.maxRetries.map { " of \($0)" } ?? ""
-        note("retrying in \(millis) ms (retry \(failures)\(of))")
+        note("retrying in \(Self.milliseconds(delay)) ms (retry \(failures)\(of))")
         retryTimer = loop.schedule(after: delay) { [weak self] in
             guard let self, self.exitStatus == nil else { return }
             self.connect()
@@ -358,6 +373,22 @@ public final class JoinTool {
         }
     }
 
+    /// The server could not commit the in-flight op `seq` for now and kept the connection: send
+    /// it again after a backoff. A stale timer (the op was acknowledged, or the connection
+    /// changed and the catch-up resent it) finds nothing to do in `resubmit`.
+    func scheduleResubmit(_ seq: Int) {
+        guard exitStatus == nil else { return }
+        resubmitAttempts += 1
+        let delay = options.resubmitBackoff.delay(attempt: resubmitAttempts)
+        note("server unavailable for seq \(seq); retrying in \(Self.milliseconds(delay)) ms")
+        resubmitTimer?.cancel()
+        resubmitTimer = loop.schedule(after: delay) { [weak self] in
+            guard let self, self.exitStatus == nil else { return }
+            self.resubmitTimer = nil
+            self.carryOut(self.session.resubmit(seq: seq), line: nil)
+        }
+    }
+
     // MARK: Session output
 
     /// Carries out what the session asked for: messages to the server and to stdout, problems
@@ -376,6 +407,7 @@ public final class JoinTool {
             }
         }
         _ = checkOutput()
+        if let seq = out.retry { scheduleResubmit(seq) }
         if let fatal = out.fatal, exitStatus == nil { serverFatal(fatal) }
     }
 

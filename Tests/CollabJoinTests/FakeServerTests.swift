@@ -105,6 +105,19 @@ final class FakeServer: @unchecked Sendable {
     }
 }
 
+/// A count shared with a fake server's script (which runs on the server's thread).
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    /// Adds one; returns the new value.
+    func increment() -> Int {
+        lock.lock(); defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}
+
 final class FakeServerTests: JoinTestCase {
     func fake(_ script: @escaping FakeServer.Script) throws -> FakeServer {
         let s = try FakeServer(script)
@@ -213,6 +226,39 @@ final class FakeServerTests: JoinTestCase {
         XCTAssertTrue(doc.hasSuffix(">hello!") || doc.hasSuffix("¡hello!"), doc)
         XCTAssertEqual(doc.unicodeScalars.count, 8, doc)
         XCTAssertEqual(try ops[2].op?.apply(to: ">hello!"), doc)
+    }
+
+    func testUnavailableIsSentAgainOnTheSameConnectionUntilItCommits() throws {
+        // Two refusals (as while Redis is down), then the commit; the connection stays up.
+        let opsSeen = Counter()
+        let server = try fake { c, _, m in
+            switch m.type {
+            case .hello: c.send(text: FakeServer.welcome(rev: 2, doc: "ab"))
+            case .op:
+                if opsSeen.increment() <= 2 {
+                    c.send(text: Message.error(code: .unavailable, "Redis is unavailable; send the op again later",
+                                               seq: m.seq, room: "fake").json)
+                } else {
+                    c.send(text: FakeServer.ack(seq: m.seq ?? 0, rev: 3))
+                }
+            default: break
+            }
+        }
+        let c = try join(server.url)
+        c.send(#"{"type":"insert","pos":2,"text":"c"}"# + "\n")
+        c.closeInput()
+        XCTAssertEqual(c.waitForExit(timeout: 15), 0, c.stderr.text)
+        XCTAssertEqual(server.connectionsOpened, 1)
+        let ops = server.received.filter { $0.message.type == .op }.map(\.message)
+        XCTAssertEqual(ops.count, 3, "\(ops.map(\.json))")
+        XCTAssertEqual(Set(ops.map(\.json)).count, 1, "every resubmission is the original: \(ops.map(\.json))")
+        let err = c.stderr.text
+        XCTAssertEqual(err.components(separatedBy: "server unavailable for seq 1; retrying in ").count - 1, 2, err)
+        XCTAssertFalse(err.contains("disconnected"), err)
+        // The refusals are room traffic: on stdout, before the committed op and its ack.
+        let types = JoinTranscript(c.stdout.data).messages.map(\.type)
+        XCTAssertEqual(types, [.welcome, .error, .error, .op, .ack], c.stdout.text)
+        XCTAssertEqual(try applyThroughOTApply(c.stdout.data), "abc")
     }
 
     func testDrainTimeoutExits69() throws {
