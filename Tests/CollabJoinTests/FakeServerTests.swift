@@ -1,5 +1,6 @@
 import CollabOT
 import CollabProtocol
+import CollabTestSupport
 import CollabTransport
 import Foundation
 import XCTest
@@ -259,6 +260,42 @@ final class FakeServerTests: JoinTestCase {
         let types = JoinTranscript(c.stdout.data).messages.map(\.type)
         XCTAssertEqual(types, [.welcome, .error, .error, .op, .ack], c.stdout.text)
         XCTAssertEqual(try applyThroughOTApply(c.stdout.data), "abc")
+    }
+
+    func testEachLostConnectionFailsOverToTheNextURL() throws {
+        // A takes the op and drops without an ack, as a killed instance would; B (same room,
+        // shared history) has it committed and says so in the catch-up, then goes away too, and
+        // the round comes back to A.
+        let a = try fake { c, n, m in
+            switch (n, m.type) {
+            case (1, .hello): c.send(text: FakeServer.welcome(rev: 0, doc: ""))
+            case (1, .op): c.close(code: CloseCode.goingAway, reason: "instance going away")
+            case (_, .hello): c.send(text: FakeServer.welcome(rev: 1, doc: "x"))
+            default: break
+            }
+        }
+        let b = try fake { c, _, m in
+            guard m.type == .hello else { return }
+            c.send(text: FakeServer.welcome(rev: 1, since: m.since))
+            c.send(text: FakeServer.op(rev: 1, client: m.client ?? "?", seq: 1, try! TextOperation([.insert("x")])))
+            c.close(code: CloseCode.goingAway, reason: "B going away too")
+        }
+        let c = try spawn("collab-join", [a.url, b.url])
+        c.send(#"{"type":"insert","pos":0,"text":"x"}"# + "\n")
+        waitUntil("the client back on A after B; stderr:\n\(c.stderr.text)") {
+            c.stderr.text.contains("reconnected to \(a.url)")
+        }
+        c.signal(SIGTERM)
+        XCTAssertEqual(c.waitForExit(timeout: 10), 128 + SIGTERM, c.stderr.text)
+        XCTAssertEqual(a.connectionsOpened, 2)
+        XCTAssertEqual(b.connectionsOpened, 1)
+        let hello = try XCTUnwrap(b.received.first?.message)
+        XCTAssertEqual(hello.since, 0)
+        XCTAssertEqual(hello.client, a.received.first?.message.client, "one client identity across instances")
+        XCTAssertEqual(b.received.filter { $0.message.type == .op }.count, 0, "committed: not sent again")
+        let err = c.stderr.text
+        XCTAssertTrue(err.contains("to \(b.url))"), err)
+        XCTAssertTrue(err.contains("reconnected to \(b.url)"), err)
     }
 
     func testDrainTimeoutExits69() throws {
