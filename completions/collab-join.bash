@@ -166,7 +166,7 @@ _collab-join() {
     local -a non_repeating_flags=(--snapshot --listen --strict --quiet -q -h --help)
     local -a repeating_options=()
     local -a non_repeating_options=(--user --name --token --max-retries --drain-timeout --max-line)
-    __collab-join_offer_flags_options 1
+    __collab-join_offer_flags_options -1
 
     # Offer option value completions
     case "${prev}" in

@@ -20,7 +20,7 @@ function __collab-join_parse_tokens -S
     set -l unparsed_tokens (__collab-join_tokens -pc)
     switch $unparsed_tokens[1]
     case 'collab-join'
-        __collab-join_parse_subcommand 1 'user=' 'name=' 'token=' 'snapshot' 'listen' 'max-retries=' 'drain-timeout=' 'strict' 'max-line=' 'q/quiet' 'h/help'
+        __collab-join_parse_subcommand -r 1 'user=' 'name=' 'token=' 'snapshot' 'listen' 'max-retries=' 'drain-timeout=' 'strict' 'max-line=' 'q/quiet' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __collab-join_parse_subcommand -r 1 
@@ -82,7 +82,7 @@ complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_o
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" token' -l 'token' -d 'Token for a server that requires one (default: $COLLAB_TOKEN).' -rfka ''
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" snapshot' -l 'snapshot' -d 'Print the room\'s document text exactly (nothing added) and exit.'
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" listen' -l 'listen' -d 'Do not read stdin: stay in the room and print its traffic until interrupted.'
-complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" max-retries' -l 'max-retries' -d 'Reconnection attempts after a failure before giving up with status 69 (default: unlimited).' -rfka ''
+complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" max-retries' -l 'max-retries' -d 'Reconnection attempts after a failure (to any of the URLs) before giving up with status 69 (default: unlimited).' -rfka ''
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" drain-timeout' -l 'drain-timeout' -d 'Seconds to wait at end of input for the server to acknowledge every local edit.' -rfka ''
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" strict' -l 'strict' -d 'Stop at the first bad input line: deliver the edits accepted so far, then exit 65.'
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" max-line' -l 'max-line' -d 'Longest accepted input line, in bytes.' -rfka ''

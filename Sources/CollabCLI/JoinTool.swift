@@ -9,8 +9,9 @@ import Glibc
 
 /// How `collab-join` runs: what the command line said.
 public struct JoinOptions: Sendable {
-    /// `ws://HOST:PORT/ROOM`.
-    public var url: String
+    /// `ws://HOST:PORT/ROOM`, one per server instance that serves the room (all the same room):
+    /// the first is tried first, and each lost or failed connection moves on to the next.
+    public var urls: [String]
     public var user: String
     public var name: String?
     public var token: String?
@@ -30,14 +31,18 @@ public struct JoinOptions: Sendable {
     /// How long to wait at end of input for the server to acknowledge every local edit.
     public var drainTimeout: Duration = .seconds(10)
     public var backoff = Backoff()
+    /// Delays before sending an op again that the server answered with `unavailable` (its Redis
+    /// is down): short at first, since such outages are often a restart, and capped low, since
+    /// the connection is up and the op should commit soon after the storage is back.
+    public var resubmitBackoff = Backoff(initial: .milliseconds(100), cap: .seconds(5))
     /// Largest message accepted from the server (a welcome carries the whole document).
     public var maxMessageSize = 256 << 20
     /// Ping the server after this much silence and reconnect when no pong follows in `timeout`.
     public var heartbeat: Heartbeat? = Heartbeat(idle: .seconds(30), timeout: .seconds(15))
     public var inputFD: Int32 = STDIN_FILENO
 
-    public init(url: String, user: String = JoinOptions.defaultUser(), clientID: String = JoinOptions.randomClientID()) {
-        self.url = url
+    public init(urls: [String], user: String = JoinOptions.defaultUser(), clientID: String = JoinOptions.randomClientID()) {
+        self.urls = urls
         self.user = user
         self.clientID = clientID
     }
@@ -57,14 +62,46 @@ public struct JoinOptions: Sendable {
 
     /// Checks the URL: `ws://` with a room path. Returns the reason when it is not usable.
     public static func problem(with url: String) -> String? {
+        switch roomPath(of: url) {
+        case .failure(let problem): return problem.description
+        case .success: return nil
+        }
+    }
+
+    /// Checks the URLs: each usable, and all naming the same room (failover moves between
+    /// instances of one room; a client that changed rooms on the way would mix two histories).
+    public static func problem(with urls: [String]) -> String? {
+        guard let first = urls.first else { return "give the URL of the room, as in ws://HOST:PORT/ROOM" }
+        var room = ""
+        for (i, url) in urls.enumerated() {
+            switch roomPath(of: url) {
+            case .failure(let problem):
+                return problem.description
+            case .success(let path) where i == 0:
+                room = path
+            case .success(let path) where path != room:
+                return "every URL must name the same room: \(first) names \(room), \(url) names \(path)"
+            case .success:
+                continue
+            }
+        }
+        return nil
+    }
+
+    /// The room a URL names: its path without the query and the leading `/`, as the server reads it.
+    static func roomPath(of url: String) -> Result<String, URLProblem> {
         let parsed: WebSocketURL
-        do { parsed = try WebSocketURL(parsing: url) } catch { return "\(error)" }
+        do { parsed = try WebSocketURL(parsing: url) } catch { return .failure(URLProblem(description: "\(error)")) }
         var path = Substring(parsed.pathAndQuery)
         if let q = path.firstIndex(of: "?") { path = path[..<q] }
         if path.drop(while: { $0 == "/" }).isEmpty {
-            return "the URL must name a room, as in ws://HOST:PORT/ROOM: \(url)"
+            return .failure(URLProblem(description: "the URL must name a room, as in ws://HOST:PORT/ROOM: \(url)"))
         }
-        return nil
+        return .success(String(path.dropFirst()))
+    }
+
+    struct URLProblem: Error, CustomStringConvertible {
+        var description: String
     }
 }
 
@@ -74,9 +111,11 @@ public struct JoinOptions: Sendable {
 /// history in revision order.
 ///
 /// Lifecycle: connect → hello → welcome; stdin lines are read only once the first welcome gave
-/// the document (reading is paused before). On any drop it reconnects with backoff and catches up
-/// with `since`; the session resubmits what was in flight. At end of input it waits until every
-/// local edit is acknowledged (bounded by `drainTimeout`), sends `leave`, closes and exits.
+/// the document (reading is paused before). On any drop it reconnects with backoff, to the next of
+/// its URLs (failover between instances of one room), and catches up with `since`; the session
+/// resubmits what was in flight. An op the server answers with `unavailable` is sent again after
+/// its own, shorter backoff, on the same connection. At end of input it waits until every local
+/// edit is acknowledged (bounded by `drainTimeout`), sends `leave`, closes and exits.
 /// Loop thread only.
 public final class JoinTool {
     public let options: JoinOptions
@@ -98,6 +137,11 @@ public final class JoinTool {
     var lastFailure = ""
     var retryTimer: LoopTimer?
     var welcomes = 0
+    /// The URL of the current (or next) connection attempt in `options.urls`.
+    var urlIndex = 0
+    /// Consecutive `unavailable` answers since the last ack or connection.
+    var resubmitAttempts = 0
+    var resubmitTimer: LoopTimer?
     /// The seq of the in-flight op when the server last refused a frame as too large.
     var tooLargeSeq: Int?
     /// A too-large refusal was already counted on the current connection.
@@ -128,7 +172,7 @@ public final class JoinTool {
     /// 65 bad input under --strict, 69 unreachable (retries exhausted, or edits not acknowledged
     /// within the drain timeout), 74 stdout failed, 77 refused by the server, 128+N signal N.
     public func run() -> Int32 {
-        if let problem = JoinOptions.problem(with: options.url) {
+        if let problem = JoinOptions.problem(with: options.urls) {
             diagnostics.error(problem)
             return ExitStatus.usage.rawValue
         }
@@ -168,6 +212,7 @@ public final class JoinTool {
         guard exitStatus == nil else { return }
         exitStatus = status
         retryTimer?.cancel()
+        resubmitTimer?.cancel()
         drainTimer?.cancel()
         input?.pause()
         guard let c = connection else {
@@ -201,7 +246,19 @@ public final class JoinTool {
         if !options.quiet { diagnostics.note(text) }
     }
 
+    static func milliseconds(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        return s * 1000 + atto / 1_000_000_000_000_000
+    }
+
     // MARK: Connection
+
+    var currentURL: String { options.urls[urlIndex] }
+
+    /// The URLs for messages about all of them.
+    var allURLs: String {
+        options.urls.count == 1 ? options.urls[0] : options.urls.dropLast().joined(separator: ", ") + " or " + options.urls.last!
+    }
 
     var clientOptions: ClientOptions {
         var o = ClientOptions()
@@ -219,7 +276,7 @@ public final class JoinTool {
             onClose: { [weak self] c, code, reason in self?.closed(c, code: code, reason: reason) },
             onConnectFailure: { [weak self] c, message in self?.connectFailed(c, message) })
         do {
-            connection = try loop.connect(to: options.url, options: clientOptions, handlers: handlers)
+            connection = try loop.connect(to: currentURL, options: clientOptions, handlers: handlers)
         } catch {
             diagnostics.error("\(error)")
             finish(ExitStatus.usage.rawValue)
@@ -236,7 +293,8 @@ public final class JoinTool {
     func opened(_ c: WebSocketConnection) {
         guard c === connection else { return }
         tooLargeCounted = false
-        note(welcomes == 0 ? "connected to \(options.url)" : "reconnected to \(options.url)")
+        resubmitAttempts = 0
+        note(welcomes == 0 ? "connected to \(currentURL)" : "reconnected to \(currentURL)")
         c.send(text: session.connected().json)
     }
 
@@ -251,6 +309,7 @@ public final class JoinTool {
         }
         let hadDocument = session.hasDocument
         let out = session.received(message)
+        if message.type == .ack { resubmitAttempts = 0 } // the server commits again
         if message.type == .welcome {
             welcomes += 1
             failures = 0
@@ -277,6 +336,7 @@ public final class JoinTool {
         guard c === connection else { return }
         connection = nil
         session.disconnected()
+        resubmitTimer?.cancel() // the reconnect's catch-up resubmits
         if exitStatus != nil {
             stopTimer?.cancel()
             loop.stop()
@@ -302,22 +362,28 @@ public final class JoinTool {
             return
         }
         lastFailure = message
-        note("cannot connect to \(options.url): \(message)")
+        note("cannot connect to \(currentURL): \(message)")
         scheduleReconnect()
     }
 
+    /// The next attempt goes to the next URL, round robin: the instance that was lost or refused
+    /// is the least likely to answer now. The backoff is the same as with one URL, also for the
+    /// first attempt after losing an established connection: that wait is at most 250 ms, and its
+    /// jitter is what spreads the clients of a dead instance over the survivors instead of all
+    /// landing at once (each brings a hello with a catch-up, maybe a room load from Redis).
+    /// Failures count across URLs, so --max-retries bounds the whole round, not each instance.
     func scheduleReconnect() {
         failures += 1
         if let max = options.maxRetries, failures > max {
-            diagnostics.error("cannot reach \(options.url): \(lastFailure) (gave up after \(max) \(max == 1 ? "retry" : "retries"))")
+            diagnostics.error("cannot reach \(allURLs): \(lastFailure) (gave up after \(max) \(max == 1 ? "retry" : "retries"))")
             finish(ExitStatus.unavailable.rawValue)
             return
         }
+        urlIndex = (urlIndex + 1) % options.urls.count
         let delay = options.backoff.delay(attempt: failures)
-        let (s, atto) = delay.components
-        let millis = s * 1000 + atto / 1_000_000_000_000_000
         let of = options.maxRetries.map { " of \($0)" } ?? ""
-        note("retrying in \(millis) ms (retry \(failures)\(of))")
+        let target = options.urls.count > 1 ? ", to \(currentURL)" : ""
+        note("retrying in \(Self.milliseconds(delay)) ms (retry \(failures)\(of)\(target))")
         retryTimer = loop.schedule(after: delay) { [weak self] in
             guard let self, self.exitStatus == nil else { return }
             self.connect()
@@ -358,6 +424,22 @@ public final class JoinTool {
         }
     }
 
+    /// The server could not commit the in-flight op `seq` for now and kept the connection: send
+    /// it again after a backoff. A stale timer (the op was acknowledged, or the connection
+    /// changed and the catch-up resent it) finds nothing to do in `resubmit`.
+    func scheduleResubmit(_ seq: Int) {
+        guard exitStatus == nil else { return }
+        resubmitAttempts += 1
+        let delay = options.resubmitBackoff.delay(attempt: resubmitAttempts)
+        note("server unavailable for seq \(seq); retrying in \(Self.milliseconds(delay)) ms")
+        resubmitTimer?.cancel()
+        resubmitTimer = loop.schedule(after: delay) { [weak self] in
+            guard let self, self.exitStatus == nil else { return }
+            self.resubmitTimer = nil
+            self.carryOut(self.session.resubmit(seq: seq), line: nil)
+        }
+    }
+
     // MARK: Session output
 
     /// Carries out what the session asked for: messages to the server and to stdout, problems
@@ -376,6 +458,7 @@ public final class JoinTool {
             }
         }
         _ = checkOutput()
+        if let seq = out.retry { scheduleResubmit(seq) }
         if let fatal = out.fatal, exitStatus == nil { serverFatal(fatal) }
     }
 
@@ -507,7 +590,7 @@ public final class JoinTool {
         if session.hasDocument {
             diagnostics.error("local edits were not acknowledged within \(shown) s (--drain-timeout): \(lastFailure.isEmpty ? "the server did not answer" : lastFailure)")
         } else {
-            diagnostics.error("could not join \(options.url) within \(shown) s (--drain-timeout) to deliver the input: \(lastFailure.isEmpty ? "no answer" : lastFailure)")
+            diagnostics.error("could not join \(allURLs) within \(shown) s (--drain-timeout) to deliver the input: \(lastFailure.isEmpty ? "no answer" : lastFailure)")
         }
         finish(ExitStatus.unavailable.rawValue)
     }

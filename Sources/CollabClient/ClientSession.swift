@@ -10,6 +10,8 @@ import CollabProtocol
 /// the in-flight op and the buffer are kept; after reconnecting with `since`, the session catches
 /// up on what it missed (rebasing its pending edits) and then resubmits the in-flight op with its
 /// original `client`/`seq`/`base`, which the server recognises if it had already committed it.
+/// The same resubmission follows a non-fatal `unavailable` for the op in flight (the server could
+/// not commit it for now but kept the connection): the host waits, then calls `resubmit(seq:)`.
 public struct ClientSession: Sendable {
     /// What the host should do after an event.
     public struct Output: Sendable {
@@ -21,6 +23,9 @@ public struct ClientSession: Sendable {
         public var problems: [String] = []
         /// The server ended the session for good (a fatal error that retrying cannot fix).
         public var fatal: Message?
+        /// The server could not commit the in-flight op with this seq for now (`unavailable`, e.g.
+        /// its Redis is down) and kept the connection: call `resubmit(seq:)` after a delay.
+        public var retry: Int?
         public init() {}
     }
 
@@ -86,7 +91,11 @@ public struct ClientSession: Sendable {
         case .ack: ack(m, &out)
         case .error:
             out.print.append(m)
-            if m.fatal == true { out.fatal = m }
+            if m.fatal == true {
+                out.fatal = m
+            } else {
+                refused(m, &out)
+            }
         default:
             out.print.append(m) // presence, join, leave, roster, event: the room's traffic
         }
@@ -180,6 +189,30 @@ public struct ClientSession: Sendable {
             out.problems.append("unexpected acknowledgement: \(error); reconnecting to resync")
             out.fatal = .error(code: .internalError, "client out of sync at revision \(rev)", room: room)
         }
+    }
+
+    /// A non-fatal error about an op. Only `unavailable` for the op in flight on this connection
+    /// is worth sending again unchanged: the server committed nothing (or, if Redis failed after
+    /// committing, the resubmission is deduplicated). Other refusals (bad op, conflict) would be
+    /// refused again.
+    mutating func refused(_ m: Message, _ out: inout Output) {
+        guard m.code == ErrorCode.unavailable.rawValue, let seq = m.seq, isLive,
+              let inFlight = ot?.inFlight, inFlight.seq == seq, sentSeq == seq else { return }
+        // Nothing of this op is outstanding on the connection any more: a reconnect or
+        // `resubmit` sends it again.
+        sentSeq = nil
+        out.retry = seq
+    }
+
+    /// Sends the in-flight op `seq` again after an `unavailable` refusal, as a reconnect would
+    /// (same client, seq, op and base). Nothing when the request is stale: the op was
+    /// acknowledged meanwhile, the connection is not live, or it was sent again already (by a
+    /// reconnect's catch-up).
+    public mutating func resubmit(seq: Int) -> Output {
+        var out = Output()
+        guard isLive, let inFlight = ot?.inFlight, inFlight.seq == seq, sentSeq == nil else { return out }
+        send(inFlight, &out)
+        return out
     }
 
     mutating func goLive(_ out: inout Output) {

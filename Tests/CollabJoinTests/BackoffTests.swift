@@ -36,6 +36,17 @@ final class BackoffTests: XCTestCase {
         XCTAssertNotNil(JoinOptions.problem(with: "wss://127.0.0.1:7420/doc"))
     }
 
+    func testFailoverURLsMustNameOneRoom() {
+        XCTAssertNil(JoinOptions.problem(with: ["ws://127.0.0.1:7420/doc"]))
+        XCTAssertNil(JoinOptions.problem(with: ["ws://127.0.0.1:7420/docs/a", "ws://127.0.0.1:7421/docs/a?token=t"]))
+        XCTAssertNotNil(JoinOptions.problem(with: [String]()))
+        XCTAssertEqual(JoinOptions.problem(with: ["ws://a:1/doc", "ws://b:1/other"]),
+                       "every URL must name the same room: ws://a:1/doc names doc, ws://b:1/other names other")
+        XCTAssertNotNil(JoinOptions.problem(with: ["ws://a:1/doc", "ws://b:1/doc/"]))
+        XCTAssertNotNil(JoinOptions.problem(with: ["ws://a:1/doc", "ws://b:1/"]))
+        XCTAssertNotNil(JoinOptions.problem(with: ["ws://a:1/doc", "http://b:1/doc"]))
+    }
+
     func testClientIDsAreRandomHex() {
         let a = JoinOptions.randomClientID(), b = JoinOptions.randomClientID()
         XCTAssertEqual(a.count, 16)

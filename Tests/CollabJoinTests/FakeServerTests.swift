@@ -1,5 +1,6 @@
 import CollabOT
 import CollabProtocol
+import CollabTestSupport
 import CollabTransport
 import Foundation
 import XCTest
@@ -102,6 +103,19 @@ final class FakeServer: @unchecked Sendable {
         a.seq = seq
         a.rev = rev
         return a.json
+    }
+}
+
+/// A count shared with a fake server's script (which runs on the server's thread).
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    /// Adds one; returns the new value.
+    func increment() -> Int {
+        lock.lock(); defer { lock.unlock() }
+        value += 1
+        return value
     }
 }
 
@@ -213,6 +227,75 @@ final class FakeServerTests: JoinTestCase {
         XCTAssertTrue(doc.hasSuffix(">hello!") || doc.hasSuffix("¡hello!"), doc)
         XCTAssertEqual(doc.unicodeScalars.count, 8, doc)
         XCTAssertEqual(try ops[2].op?.apply(to: ">hello!"), doc)
+    }
+
+    func testUnavailableIsSentAgainOnTheSameConnectionUntilItCommits() throws {
+        // Two refusals (as while Redis is down), then the commit; the connection stays up.
+        let opsSeen = Counter()
+        let server = try fake { c, _, m in
+            switch m.type {
+            case .hello: c.send(text: FakeServer.welcome(rev: 2, doc: "ab"))
+            case .op:
+                if opsSeen.increment() <= 2 {
+                    c.send(text: Message.error(code: .unavailable, "Redis is unavailable; send the op again later",
+                                               seq: m.seq, room: "fake").json)
+                } else {
+                    c.send(text: FakeServer.ack(seq: m.seq ?? 0, rev: 3))
+                }
+            default: break
+            }
+        }
+        let c = try join(server.url)
+        c.send(#"{"type":"insert","pos":2,"text":"c"}"# + "\n")
+        c.closeInput()
+        XCTAssertEqual(c.waitForExit(timeout: 15), 0, c.stderr.text)
+        XCTAssertEqual(server.connectionsOpened, 1)
+        let ops = server.received.filter { $0.message.type == .op }.map(\.message)
+        XCTAssertEqual(ops.count, 3, "\(ops.map(\.json))")
+        XCTAssertEqual(Set(ops.map(\.json)).count, 1, "every resubmission is the original: \(ops.map(\.json))")
+        let err = c.stderr.text
+        XCTAssertEqual(err.components(separatedBy: "server unavailable for seq 1; retrying in ").count - 1, 2, err)
+        XCTAssertFalse(err.contains("disconnected"), err)
+        // The refusals are room traffic: on stdout, before the committed op and its ack.
+        let types = JoinTranscript(c.stdout.data).messages.map(\.type)
+        XCTAssertEqual(types, [.welcome, .error, .error, .op, .ack], c.stdout.text)
+        XCTAssertEqual(try applyThroughOTApply(c.stdout.data), "abc")
+    }
+
+    func testEachLostConnectionFailsOverToTheNextURL() throws {
+        // A takes the op and drops without an ack, as a killed instance would; B (same room,
+        // shared history) has it committed and says so in the catch-up, then goes away too, and
+        // the round comes back to A.
+        let a = try fake { c, n, m in
+            switch (n, m.type) {
+            case (1, .hello): c.send(text: FakeServer.welcome(rev: 0, doc: ""))
+            case (1, .op): c.close(code: CloseCode.goingAway, reason: "instance going away")
+            case (_, .hello): c.send(text: FakeServer.welcome(rev: 1, doc: "x"))
+            default: break
+            }
+        }
+        let b = try fake { c, _, m in
+            guard m.type == .hello else { return }
+            c.send(text: FakeServer.welcome(rev: 1, since: m.since))
+            c.send(text: FakeServer.op(rev: 1, client: m.client ?? "?", seq: 1, try! TextOperation([.insert("x")])))
+            c.close(code: CloseCode.goingAway, reason: "B going away too")
+        }
+        let c = try spawn("collab-join", [a.url, b.url])
+        c.send(#"{"type":"insert","pos":0,"text":"x"}"# + "\n")
+        waitUntil("the client back on A after B; stderr:\n\(c.stderr.text)") {
+            c.stderr.text.contains("reconnected to \(a.url)")
+        }
+        c.signal(SIGTERM)
+        XCTAssertEqual(c.waitForExit(timeout: 10), 128 + SIGTERM, c.stderr.text)
+        XCTAssertEqual(a.connectionsOpened, 2)
+        XCTAssertEqual(b.connectionsOpened, 1)
+        let hello = try XCTUnwrap(b.received.first?.message)
+        XCTAssertEqual(hello.since, 0)
+        XCTAssertEqual(hello.client, a.received.first?.message.client, "one client identity across instances")
+        XCTAssertEqual(b.received.filter { $0.message.type == .op }.count, 0, "committed: not sent again")
+        let err = c.stderr.text
+        XCTAssertTrue(err.contains("to \(b.url))"), err)
+        XCTAssertTrue(err.contains("reconnected to \(b.url)"), err)
     }
 
     func testDrainTimeoutExits69() throws {

@@ -286,6 +286,10 @@ final class JoinIntegrationTests: JoinTestCase {
             let u = try join(bad, [], stdinNull: true)
             XCTAssertEqual(u.waitForExit(timeout: 10), 64, "\(bad): \(u.stderr.text)")
         }
+        // Failover URLs of different rooms are a usage error, caught before any connection.
+        let mixed = try spawn("collab-join", [server.url + "/a", server.url + "/b"], stdinNull: true)
+        XCTAssertEqual(mixed.waitForExit(timeout: 10), 64, mixed.stderr.text)
+        XCTAssertTrue(mixed.stderr.text.contains("every URL must name the same room"), mixed.stderr.text)
     }
 
     func testSignalLeavesPolitely() throws {
