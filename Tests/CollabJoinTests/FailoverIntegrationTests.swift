@@ -23,9 +23,9 @@ final class FailoverIntegrationTests: JoinTestCase {
         return redis
     }
 
-    /// `collab-serve --redis` with a data directory of its own.
+    /// `collab-serve --redis`: no data directory, the rooms live in Redis.
     func startInstance(_ redis: RedisServer) throws -> ServerProcess {
-        try startServer(data: try temporaryDirectory(), extra: ["--redis", "redis://127.0.0.1:\(redis.port)"])
+        try startServer(data: nil, extra: ["--redis", "redis://127.0.0.1:\(redis.port)"])
     }
 
     /// One `collab-join` typing unique markers (`<b2-17>`) at position 0: whatever the others

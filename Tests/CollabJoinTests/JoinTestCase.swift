@@ -50,11 +50,11 @@ class JoinTestCase: XCTestCase {
 
     /// Starts `collab-serve` on `port` (0: a free one) with `data`, and waits until it listens.
     /// Restarting on a fixed port retries briefly while the old socket is still being released.
-    func startServer(data: URL, port: Int = 0, extra: [String] = [],
+    func startServer(data: URL?, port: Int = 0, extra: [String] = [],
                      file: StaticString = #filePath, line: UInt = #line) throws -> ServerProcess {
         let deadline = Date(timeIntervalSinceNow: 10)
         while true {
-            let child = try spawn("collab-serve", ["--port", "\(port)", "--data", data.path, "--log-level", "info"] + extra,
+            let child = try spawn("collab-serve", ["--port", "\(port)"] + (data.map { ["--data", $0.path] } ?? []) + ["--log-level", "info"] + extra,
                                   stdinNull: true)
             var found: Int?
             child.stderr.wait(timeout: 10) { data in
