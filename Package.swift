@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
 
         // The client side of a room (sans-I/O): OT client, document, undo, reconnect catch-up.
-        .target(name: "CollabClient", dependencies: ["CollabOT", "CollabProtocol"]),
+        .target(name: "CollabClient", dependencies: ["CollabOT", "CollabPresence", "CollabProtocol"]),
 
         // Rooms (sans-I/O: events in, messages and journal records out), their durable storage,
         // and the host that serves them over WebSockets (collab-serve's logic).

@@ -1,4 +1,5 @@
 import CollabOT
+import CollabPresence
 import CollabProtocol
 
 /// The client side of a room as a value with no I/O (sans-I/O, like `Room` on the server): it
@@ -46,6 +47,11 @@ public struct ClientSession: Sendable {
     var catchUpTarget: Int?
     /// The seq of the in-flight op as last sent on the current connection (nil: not sent yet).
     var sentSeq: Int?
+    /// This client's own presence as the user set it (see ClientPresence.swift).
+    var own = OwnPresence()
+    /// Everyone in the room as the server reports them, cursors at the server's revision (see
+    /// `cursorInLocalDocument(of:)` for where they are in the local copy).
+    public internal(set) var roster = PresenceRoster()
 
     public init(user: String, name: String? = nil, token: String? = nil, clientID: String) {
         self.user = user
@@ -96,8 +102,11 @@ public struct ClientSession: Sendable {
             } else {
                 refused(m, &out)
             }
+        case .join, .leave, .presence, .roster:
+            observe(m)
+            out.print.append(m)
         default:
-            out.print.append(m) // presence, join, leave, roster, event: the room's traffic
+            out.print.append(m) // event: the room's traffic
         }
         return out
     }
@@ -118,6 +127,8 @@ public struct ClientSession: Sendable {
             document = TextRope(text)
             ot = OTClient(revision: rev, nextSeq: ot?.nextSeq ?? 1)
             undo = OTUndoManager(limit: undo.limit)
+            roster.reset(revision: rev)
+            own.documentReplaced(length: document.count)
             goLive(&out)
         } else {
             catchUpTarget = rev
@@ -138,6 +149,7 @@ public struct ClientSession: Sendable {
                 let next = try client.acknowledge(seq: seq, rev: rev)
                 ot = client
                 sentSeq = nil
+                roster.integrate(rev: rev, op: op, client: clientID)
                 out.print.append(m)
                 if let next { queue(next, &out) }
             } else {
@@ -145,6 +157,8 @@ public struct ClientSession: Sendable {
                 try local.apply(to: &document)
                 undo.transform(against: local)
                 ot = client
+                roster.integrate(rev: rev, op: op, client: m.client)
+                own.transform(by: local, isOwnOp: false)
                 out.print.append(m)
             }
         } catch {
@@ -181,6 +195,7 @@ public struct ClientSession: Sendable {
             line.op = committed
             out.print.insert(line, at: out.print.count - 1) // the op, then its ack
             ot = client
+            roster.integrate(rev: rev, op: committed, client: clientID)
             sentSeq = nil
             if let next { queue(next, &out) }
         } catch {
@@ -219,6 +234,8 @@ public struct ClientSession: Sendable {
         catchUpTarget = nil
         isLive = true
         if let inFlight = ot?.inFlight, sentSeq != inFlight.seq { send(inFlight, &out) }
+        // The server forgot us with the old connection: say again where we are.
+        if own.isSet { sendPresence(&out) }
     }
 
     mutating func queue(_ s: OTClient.Submission, _ out: inout Output) {
@@ -269,27 +286,7 @@ public struct ClientSession: Sendable {
             guard let op = undo.popRedo() else { out.problems.append("nothing to redo"); return out }
             apply(op, &out) { session, inverse in session.undo.recordRedone(inverse: inverse) }
         case .cursor, .presence, .typing:
-            var p = Message(.presence)
-            p.rev = ot?.revision
-            if m.type == .presence {
-                p.cursor = m.cursor
-                p.typing = m.typing
-                p.status = m.status
-            } else if m.type == .cursor {
-                guard let anchor = m.anchor ?? m.pos, anchor >= 0, anchor <= document.count else {
-                    out.problems.append("cursor needs \"anchor\" (and \"head\") within the document")
-                    return out
-                }
-                let head = m.head ?? anchor
-                guard head >= 0, head <= document.count else {
-                    out.problems.append("cursor head \(head) is outside the document")
-                    return out
-                }
-                p.cursor = Selection(anchor: anchor, head: head)
-            } else {
-                p.typing = m.typing ?? true
-            }
-            if isLive { out.send.append(p) }
+            setPresence(m, &out)
         case .event:
             var e = m
             e.room = nil
@@ -315,6 +312,7 @@ public struct ClientSession: Sendable {
             return
         }
         record(&self, inverse)
+        own.transform(by: op, isOwnOp: true)
         if let submission = client.applyLocal(op) {
             ot = client
             queue(submission, &out)

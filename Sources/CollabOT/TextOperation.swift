@@ -440,6 +440,22 @@ public struct Selection: Equatable, Hashable, Sendable {
 }
 
 extension TextOperation {
+    /// An op that maps positions of the document after `self` back to the document before it,
+    /// for cursors only: inserted text becomes a deletion (positions inside it collapse to
+    /// where it was inserted) and deleted text comes back as placeholders of the same length.
+    /// Needs no document, unlike `inverted(against:)`.
+    public func positionInverse() -> TextOperation {
+        var back = TextOperation()
+        for c in components {
+            switch c {
+            case .retain(let n): back.retain(n)
+            case .insert(let s): back.delete(s.unicodeScalars.count)
+            case .delete(let n): back.insert(String(repeating: " ", count: n))
+            }
+        }
+        return back
+    }
+
     /// Where position `cursor` of the document before `self` lands after it. Text inserted exactly
     /// at the cursor lands after it when the op is the cursor owner's own (typing moves the caret)
     /// and before it otherwise (someone else's text does not push your caret).
