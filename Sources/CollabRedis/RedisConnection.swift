@@ -246,6 +246,9 @@ public final class RedisConnection {
     public private(set) var failedAttempts = 0
     /// Successful connections so far (1 after the first, 2 after the first reconnect, ...).
     public private(set) var connectionCount = 0
+    /// Host-name resolutions started; an answer for an older one is ignored.
+    var resolveAttempt = 0
+    var resolutions: Mailbox<HostResolver.Resolution>?
 
     /// Connected, AUTH and SELECT done; queued commands have been sent.
     public var onConnect: (() -> Void)?
@@ -425,11 +428,49 @@ public final class RedisConnection {
         self.link = link
         connectTimer?.cancel()
         connectTimer = loop.schedule(after: options.connectTimeout) { [weak self, weak link] in
-            guard let self, let link, link.usable else { return }
-            self.forceDrop(link, .disconnected("connect timed out after \(self.options.connectTimeout)"))
+            guard let self, let link, !link.freeing, link === self.link else { return }
+            let reason = RedisError.disconnected("connect timed out after \(self.options.connectTimeout)")
+            if link.ac == nil {
+                // Still resolving the host name: the answer, when it comes, finds the link over.
+                link.freeing = true
+                self.linkEnded(link, reason)
+                link.selfRetain = nil
+                return
+            }
+            self.forceDrop(link, reason)
         }
-        // Note: a host name is resolved by getaddrinfo on this thread (blocking); use addresses.
-        guard let ac = redisAsyncConnect(url.host, Int32(url.port)) else {
+        if HostResolver.isAddressLiteral(url.host) {
+            open(link, address: url.host)
+            return
+        }
+        resolveAttempt += 1
+        if resolutions == nil {
+            resolutions = loop.makeMailbox { [weak self] (r: HostResolver.Resolution) in self?.resolved(r) }
+        }
+        guard HostResolver.resolve(url.host, attempt: resolveAttempt, to: resolutions!.sender) else {
+            link.freeing = true
+            linkEnded(link, .disconnected("cannot start a thread to resolve \(url.host)"))
+            link.selfRetain = nil
+            return
+        }
+    }
+
+    /// A host name resolved (or not), off the loop thread.
+    func resolved(_ r: HostResolver.Resolution) {
+        guard r.attempt == resolveAttempt, let link, link.ac == nil, !link.freeing, state == .connecting else { return }
+        switch r.addresses {
+        case .success(let addresses):
+            open(link, address: addresses[0])
+        case .failure(let error):
+            link.freeing = true
+            linkEnded(link, error)
+            link.selfRetain = nil
+        }
+    }
+
+    /// Starts the TCP connection of `link` to an address literal (never blocks).
+    func open(_ link: HiredisLink, address: String) {
+        guard let ac = redisAsyncConnect(address, Int32(url.port)) else {
             link.freeing = true
             linkEnded(link, .disconnected("out of memory"))
             link.selfRetain = nil

@@ -31,7 +31,8 @@ public enum RoomCommitError: Error, Equatable, Sendable, CustomStringConvertible
         case .historyUnavailable: return .historyUnavailable
         case .baseInFuture: return .badOp
         case .stale: return .conflict
-        case .tooManyConflicts: return .conflict
+        // Transient, like Redis being away: the client sends it again later (collab-join does).
+        case .tooManyConflicts: return .unavailable
         case .corruptLog: return .internalError
         case .redis: return .unavailable
         }
@@ -46,7 +47,7 @@ public enum RoomCommitError: Error, Equatable, Sendable, CustomStringConvertible
         case let .stale(seq, last):
             return "op \(seq) is older than this client's last committed op \(last)"
         case let .tooManyConflicts(n):
-            return "still conflicting after \(n) attempts"
+            return "still conflicting after \(n) attempts (the room is very busy); send it again"
         case let .corruptLog(rev, reason):
             return "committed op \(rev) in the stream is unreadable: \(reason)"
         case let .redis(e):

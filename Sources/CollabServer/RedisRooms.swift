@@ -51,6 +51,8 @@ struct RedisRoomState {
     var retryTimer: LoopTimer?
     /// Loads restarted because a newer snapshot trimmed the stream while we read it.
     var loadAttempts = 0
+    /// Stream reads that failed in a row (Redis away): the retry backs off, one warning.
+    var catchUpFailures = 0
     /// This instance committed a revision that calls for a snapshot: write one once integrated.
     var snapshotDue: Int?
     var snapshotWriting = false
@@ -62,6 +64,7 @@ extension ServerHost {
         redis = backend
         backend.subscriber.onMessage = { [unowned self] channel, bytes in self.channelMessage(channel, bytes) }
         backend.subscriber.onResubscribed = { [unowned self] in
+            self.log.info("redis subscriber: subscribed to the channels of \(self.rooms.count) room(s)")
             // Messages published while we were not subscribed were missed: read the streams.
             for slot in self.rooms.values.sorted(by: { $0.name < $1.name }) where !slot.redis.loading {
                 self.catchUp(slot)
@@ -217,9 +220,16 @@ extension ServerHost {
             switch result {
             case .failure(let e):
                 if slot.redis.loading { return self.failRedisLoad(slot, "reading the stream: \(e)") }
-                self.log.warn("room \(slot.name): reading the Redis stream failed: \(e); retrying")
+                if slot.redis.catchUpFailures == 0 {
+                    self.log.warn("room \(slot.name): reading the Redis stream failed: \(e); retrying with backoff")
+                }
+                slot.redis.catchUpFailures += 1
                 self.retryCatchUp(slot)
             case .success(let entries):
+                if slot.redis.catchUpFailures > 0 {
+                    self.log.info("room \(slot.name): reading the Redis stream again after \(slot.redis.catchUpFailures) failure(s)")
+                    slot.redis.catchUpFailures = 0
+                }
                 let head = slot.room.revision
                 if let first = entries.first, first.rev != head + 1 {
                     let why = "the stream starts at revision \(first.rev) but the room is at \(head)"
@@ -288,7 +298,9 @@ extension ServerHost {
 
     func retryCatchUp(_ slot: RoomSlot) {
         slot.redis.retryTimer?.cancel()
-        slot.redis.retryTimer = loop.schedule(after: .milliseconds(500)) { [weak self, weak slot] in
+        // 0.5 s doubling up to 8 s: a Redis outage must not turn into a busy loop of reads.
+        let delay = 500 << min(4, max(0, slot.redis.catchUpFailures - 1))
+        slot.redis.retryTimer = loop.schedule(after: .milliseconds(delay)) { [weak self, weak slot] in
             guard let self, let slot else { return }
             slot.redis.retryTimer = nil
             self.catchUp(slot)

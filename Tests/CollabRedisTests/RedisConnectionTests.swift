@@ -145,4 +145,26 @@ final class RedisConnectionTests: RedisTestCase {
         if stateAndResult?.0 == .waiting { XCTAssertEqual(stateAndResult?.1, .notConnected) }
         _ = runner.sync { [runner] _ in (runner!.objects["dead"] as! RedisConnection).close() }
     }
+
+    func testHostNamesAreResolvedOffTheLoopThread() throws {
+        // "localhost" goes through getaddrinfo (on a thread of its own) and reaches the server.
+        var byName = url!
+        byName.host = "localhost"
+        connect("named", url: byName)
+        XCTAssertEqual(try exec([["PING"]], on: "named").first?.get(), .status("PONG"))
+
+        // A name that does not resolve is a failed attempt with the resolver's reason, retried.
+        let rec = UncheckedSendable(Recorder())
+        _ = runner.sync { [runner] loop in
+            let c = RedisConnection(loop: loop, url: RedisURL(host: "no-such-host.invalid", port: 6379))
+            runner!.objects["nowhere"] = c
+            c.onConnectFailed = { e, attempt in rec.value.events.append("\(attempt) \(e)") }
+            c.start()
+        }
+        runner.wait("2 failed attempts") { _ in rec.value.events.count >= 2 }
+        let events = runner.sync { _ in rec.value.events } ?? []
+        XCTAssertTrue(events[0].contains("cannot resolve no-such-host.invalid"), events[0])
+        XCTAssertTrue(events[1].hasPrefix("2 "), events[1])
+        _ = runner.sync { [runner] _ in (runner!.objects["nowhere"] as! RedisConnection).close() }
+    }
 }
