@@ -137,22 +137,32 @@ final class RedisServeTests: HostTestCase {
     }
 
     func testManyConcurrentEditorsOnTwoInstancesKeepOneHistory() throws {
+        try concurrentEditors(instances: 2, editorsEach: 2, rounds: 30)
+    }
+
+    func testThreeInstancesWithEditorsOnEachConverge() throws {
+        try concurrentEditors(instances: 3, editorsEach: 2, rounds: 20)
+    }
+
+    /// Editors on every instance insert at random places without waiting for each other; in
+    /// the end every editor and every instance has the same text at the same revision, and each
+    /// client saw every revision once, in order.
+    func concurrentEditors(instances: Int, editorsEach: Int, rounds: Int) throws {
         let room = freshRoom()
-        let serverA = try redisServer()
-        let serverB = try redisServer()
+        let servers = try (0 ..< instances).map { _ in try redisServer() }
         var editors: [Editor] = []
         var connections: [TestClient] = []
-        for (i, server) in [serverA, serverA, serverB, serverB].enumerated() {
+        for (i, server) in servers.flatMap({ Array(repeating: $0, count: editorsEach) }).enumerated() {
             let c = try connect(server, room: room)
             connections.append(c)
             editors.append(Editor(c, welcome: try c.join("user\(i)", client: "e\(i)")))
         }
-        var rng = SplitMix64(seed: 42)
-        for _ in 0 ..< 30 {
+        var rng = SplitMix64(seed: 42 &+ UInt64(instances))
+        for _ in 0 ..< rounds {
             for i in editors.indices {
                 let len = editors[i].doc.unicodeScalars.count
                 let pos = Int(rng.next() % UInt64(len + 1))
-                try editors[i].edit(.insert(String(i), at: pos))
+                try editors[i].edit(.insert(String(i % 10), at: pos))
                 // Let some acks and remote ops in, without waiting for them.
                 while let m = editors[i].client.poll(Editor.relevant) { try editors[i].process(m) }
             }
@@ -160,23 +170,21 @@ final class RedisServeTests: HostTestCase {
         // Every editor ends at the same revision: keep going until they agree on the head.
         var head = 0
         for _ in 0 ..< 100 {
-            head = max(head, try healthRevision(serverA, room: room) ?? 0, try healthRevision(serverB, room: room) ?? 0)
+            head = try servers.map { try healthRevision($0, room: room) ?? 0 }.max() ?? 0
             do {
                 try Editor.settle(&editors, at: head, timeout: 0.5)
             } catch is WaitTimeout {
                 continue
             }
-            let a = try healthRevision(serverA, room: room) ?? 0
-            let b = try healthRevision(serverB, room: room) ?? 0
-            if a == head && b == head && editors.allSatisfy({ $0.ot.revision == head && !$0.ot.hasPendingChanges }) { break }
+            let heads = try servers.map { try healthRevision($0, room: room) ?? 0 }
+            if heads.allSatisfy({ $0 == head }) && editors.allSatisfy({ $0.ot.revision == head && !$0.ot.hasPendingChanges }) { break }
         }
         XCTAssertTrue(editors.allSatisfy { !$0.ot.hasPendingChanges })
         XCTAssertEqual(Set(editors.map(\.ot.revision)), [head])
         XCTAssertEqual(Set(editors.map(\.doc)).count, 1, "\(editors.map(\.doc))")
-        XCTAssertEqual(editors[0].doc.count, 4 * 30)
+        XCTAssertEqual(editors[0].doc.count, instances * editorsEach * rounds)
         for c in connections { assertRevisionOrder(c, from: 0, to: head) }
-        XCTAssertEqual(try healthRevision(serverA, room: room), head)
-        XCTAssertEqual(try healthRevision(serverB, room: room), head)
+        for server in servers { XCTAssertEqual(try healthRevision(server, room: room), head) }
     }
 
     /// Runs redis-cli against the test's Redis and returns its output.
