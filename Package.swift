@@ -21,6 +21,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian, bound as system libraries. Each module map points at a tiny shim
@@ -53,7 +54,8 @@ let package = Package(
 
         // Rooms (sans-I/O: events in, messages and journal records out), their durable storage,
         // and the host that serves them over WebSockets (collab-serve's logic).
-        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabPresence", "CollabProtocol", "CollabTransport", "CollabRedis", "CollabRedisRoom"]),
+        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabPresence", "CollabProtocol", "CollabTransport", "CollabRedis", "CollabRedisRoom",
+                                                     .product(name: "Prometheus", package: "swift-prometheus")]),
         // hiredis' async API inside the CollabTransport loop: connections, pub/sub, Lua scripts.
         .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport", deque]),
         // A room's Redis commit path (read, transform, commit, retry), shared by collab-bridge

@@ -73,7 +73,10 @@ extension ServerHost {
         }
         backend.connection.onDisconnect = { [unowned self] e in self.log.warn("redis: disconnected: \(e)") }
         backend.subscriber.onDisconnect = { [unowned self] e in self.log.warn("redis subscriber: disconnected: \(e)") }
-        backend.connection.onConnect = { [unowned self] in self.log.info("redis: connected to \(url)") }
+        backend.connection.onConnect = { [unowned self] in
+            self.log.info("redis: connected to \(url)")
+            if backend.connection.connectionCount > 1 { self.metrics.redisReconnects.increment() }
+        }
         backend.connection.start()
         backend.subscriber.start()
         startPresenceHeartbeat()

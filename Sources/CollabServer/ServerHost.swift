@@ -113,6 +113,11 @@ public final class ServerHost {
     }
 
     var sessions: [ConnectionID: Session] = [:]
+    /// What /metrics reports.
+    let metrics = ServerMetrics()
+    /// Per connection: the seq of its latest op and when it arrived (monotonic ns), for the
+    /// commit latency histogram (the protocol has one op in flight per client).
+    var opArrivals: [ConnectionID: (seq: Int, at: UInt64)] = [:]
     var rooms: [String: RoomSlot] = [:]
     var outbox: [Pending] = []
     var flushTimer: LoopTimer?
@@ -286,8 +291,12 @@ public final class ServerHost {
         }
         let message: Message
         switch decoded {
-        case .success(let m): message = m
+        case .success(let m):
+            message = m
+            metrics.received(m.type, bytes: bytes.count)
+            if m.type == .op, let seq = m.seq { opArrivals[id] = (seq, Self.monotonicNanos()) }
         case .failure(let e):
+            metrics.badMessages.increment()
             log.debug("conn \(id) room \(s.room): bad message: \(e)")
             emit(Delivery(to: [id], .error(code: .badMessage, "\(e)", room: s.room)), room: s.room, durable: false)
             return
@@ -312,6 +321,8 @@ public final class ServerHost {
     func closed(_ c: WebSocketConnection, code: UInt16, reason: String) {
         let id = ConnectionID(truncatingIfNeeded: c.id)
         guard let s = sessions.removeValue(forKey: id) else { return }
+        opArrivals[id] = nil
+        if reason == "heartbeat timeout" { metrics.heartbeatTimeouts.increment() }
         let who = s.user.map { " user \($0)" } ?? ""
         log.info("close conn \(id) room \(s.room)\(who) peer \(s.peer): \(code)\(reason.isEmpty ? "" : " \(reason)")")
         guard let slot = rooms[s.room], slot.connections.remove(id) != nil else { return }
@@ -329,6 +340,7 @@ public final class ServerHost {
                 guard let store else { throw RoomError("no journal for committed ops (--redis rooms commit through Redis)") }
                 try store.append(room: name, records: fx.records)
                 stats.commits += fx.records.count
+                metrics.opsCommitted.increment(by: Int64(fx.records.count))
                 roomsWritten.insert(name)
             } catch {
                 failure = "\(error)"
@@ -358,9 +370,15 @@ public final class ServerHost {
     }
 
     /// --redis: an op this instance committed to Redis (no journal record is written).
-    func countRedisCommit() { stats.commits += 1 }
+    func countRedisCommit() {
+        stats.commits += 1
+        metrics.opsCommitted.increment()
+    }
     /// --redis: a snapshot this instance wrote to Redis.
-    func countRedisSnapshot() { stats.snapshots += 1 }
+    func countRedisSnapshot() {
+        stats.snapshots += 1
+        metrics.snapshots.increment()
+    }
 
     func emit(_ d: Delivery, room: String, durable: Bool) {
         if !durable && outbox.isEmpty {
@@ -401,6 +419,7 @@ public final class ServerHost {
             }
             let took = Self.monotonicNanos() &- start
             stats.syncs += 1
+            metrics.journalSync.record(.nanoseconds(Int64(took)))
             stats.syncNanos &+= took
             stats.maxSyncNanos = max(stats.maxSyncNanos, took)
             for f in failures { failRoom(f.room, reason: f.message) }
@@ -467,14 +486,23 @@ public final class ServerHost {
     /// Sends one delivery: encoded once, queued on every recipient.
     func deliver(_ d: Delivery) {
         let out = encode(d.message)
+        var sent = 0
         for r in d.recipients {
             guard let s = sessions[r] else { continue }
-            stats.deliveries += 1
+            sent += 1
             if s.connection.send(out) == .queueFull { slowConsumer(s) }
+        }
+        stats.deliveries += sent
+        metrics.delivered(d.message.type, recipients: sent, bytes: out.count)
+        if d.message.type == .ack, d.recipients.count == 1, let seq = d.message.seq,
+           let arrival = opArrivals[d.recipients[0]], arrival.seq == seq {
+            opArrivals[d.recipients[0]] = nil
+            metrics.commitLatency.record(.nanoseconds(Int64(Self.monotonicNanos() &- arrival.at)))
         }
     }
 
     func slowConsumer(_ s: Session) {
+        metrics.slowConsumerCloses.increment()
         log.warn("conn \(s.id) room \(s.room) peer \(s.peer): more than \(configuration.maxQueueBytes) bytes queued; closing (slow consumer)")
         s.connection.close(code: CloseCode.policyViolation,
                            reason: "slow consumer: more than \(configuration.maxQueueBytes) bytes queued; reconnect with since",
@@ -526,6 +554,7 @@ public final class ServerHost {
         do {
             try store.writeSnapshot(slot.room)
             stats.snapshots += 1
+            metrics.snapshots.increment()
             let ms = Double(Self.monotonicNanos() &- start) / 1e6
             log.info("room \(slot.name): snapshot at rev \(slot.room.revision) (\(Self.format(ms)) ms)")
             return true
@@ -629,8 +658,13 @@ public final class ServerHost {
             w.newline()
             return HTTPResponse(status: isShuttingDown ? 503 : 200, contentType: "application/json", body: w.bytes,
                                 headers: [("Cache-Control", "no-store")])
+        case "/metrics":
+            let queued = sessions.values.reduce(0) { $0 + $1.connection.queuedBytes }
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                body: metrics.render(connections: sessions.count, rooms: rooms.count, queuedBytes: queued),
+                                headers: [("Cache-Control", "no-store")])
         case "/":
-            return HTTPResponse(text: "collab-serve: connect with a WebSocket to \(url)/ROOM; health at /healthz\n")
+            return HTTPResponse(text: "collab-serve: connect with a WebSocket to \(url)/ROOM; health at /healthz, metrics at /metrics\n")
         default:
             return nil
         }
