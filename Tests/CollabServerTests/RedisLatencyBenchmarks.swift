@@ -5,7 +5,7 @@
 // `COLLAB_BENCH=1 swift test --filter RedisLatencyBenchmarks`, or benchmarks/redis-latency.sh.
 //
 // The servers and redis-server are child processes (the collab-serve binary of this build, each
-// with its own --data directory and port), as in production; the clients are WebSocket
+// on its own port; --redis instances need no data directory), as in production; the clients are WebSocket
 // connections on one client loop in this process. Environment (defaults in brackets):
 //   COLLAB_BENCH_RATE      total ops/s offered by all writers together [1000]
 //   COLLAB_BENCH_SECONDS   measured seconds [10]       COLLAB_BENCH_WARMUP  warm-up seconds [2]
@@ -391,8 +391,8 @@ final class RedisLatencyBenchmarks: HostTestCase {
         self.redis = redis
         let redisURL = "redis://127.0.0.1:\(redis.port)"
         // Defaults otherwise (snapshots every 1,000 ops, pings after 25 s of silence).
-        let a = try serve(["--port", "0", "--data", temporaryDirectory(), "--redis", redisURL])
-        let b = try serve(["--port", "0", "--data", temporaryDirectory(), "--redis", redisURL])
+        let a = try serve(["--port", "0", "--redis", redisURL])
+        let b = try serve(["--port", "0", "--redis", redisURL])
         try a.waitForStderr(containing: "redis: connected")
         try b.waitForStderr(containing: "redis: connected")
         let processes: [(String, Int32)] = [("A", a.child.pid), ("B", b.child.pid),
