@@ -58,6 +58,8 @@ public struct Message: Equatable, Sendable {
     public var code: String?
     public var message: String?
     public var fatal: Bool?
+    /// In a hello: join to watch only (edit nothing, not listed in rosters), as collab-tap does.
+    public var observer: Bool?
     // Convenience-line fields.
     public var pos: Int?
     public var len: Int?
@@ -134,7 +136,7 @@ extension Message {
     /// avoids building a String per key.
     enum Field {
         case type, room, user, name, color, initials, client, token, doc, status, code, message, text
-        case seq, base, rev, since, ts, pos, len, anchor, head, typing, fatal, op, cursor, members
+        case seq, base, rev, since, ts, pos, len, anchor, head, typing, fatal, observer, op, cursor, members
 
         init?(_ key: UnsafeBufferPointer<UInt8>) {
             @inline(__always) func eq(_ name: StaticString) -> Bool {
@@ -159,7 +161,7 @@ extension Message {
             case 7:
                 if eq("message") { self = .message } else if eq("members") { self = .members } else { return nil }
             case 8:
-                if eq("initials") { self = .initials } else { return nil }
+                if eq("initials") { self = .initials } else if eq("observer") { self = .observer } else { return nil }
             default:
                 return nil
             }
@@ -202,6 +204,7 @@ extension Message {
             case .head: m.head = try optionalInt(&s, "head")
             case .typing: m.typing = try optionalBool(&s, "typing")
             case .fatal: m.fatal = try optionalBool(&s, "fatal")
+            case .observer: m.observer = try optionalBool(&s, "observer")
             case .op:
                 if try s.readNull() { m.op = nil } else {
                     guard s.peek() == UInt8(ascii: "[") else { throw MessageError.badField("op", "must be an array") }
@@ -336,6 +339,7 @@ extension Message {
         if let code { w.key("code"); w.string(code) }
         if let message { w.key("message"); w.string(message) }
         if let fatal { w.key("fatal"); w.bool(fatal) }
+        if let observer { w.key("observer"); w.bool(observer) }
         if let ts { w.key("ts"); w.int(ts) }
         if let extra {
             for f in extra.fields {

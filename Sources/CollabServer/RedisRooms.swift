@@ -413,7 +413,7 @@ extension ServerHost {
             // Connection ids repeat across instances: make the default client id unique.
             message.client = "\(redis!.instanceID)-c\(id)"
         }
-        if let member, message.type == .op {
+        if let member, message.type == .op, !member.observer {
             submit(message, from: id, member: member, slot: slot)
             return
         }

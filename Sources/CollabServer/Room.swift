@@ -48,6 +48,9 @@ public struct Room: Sendable {
         public var client: String
         public var color: String
         public var initials: String
+        /// Watches only (collab-tap): receives the room's traffic, sends nothing to it, and is
+        /// in nobody's roster.
+        public var observer = false
     }
 
     /// Commit metadata kept beside the sequencer's history, for catch-up messages.
@@ -133,6 +136,11 @@ public struct Room: Sendable {
             hello(message, from: connection, into: &fx, now: now)
             return fx
         }
+        if member.observer, [.op, .presence, .event].contains(message.type) {
+            fx.sends.append(Delivery(to: [connection], .error(code: .forbidden,
+                "an observer sends nothing to the room (\(message.type.rawValue) refused)", seq: message.seq, room: name)))
+            return fx
+        }
         switch message.type {
         case .op: submit(message, from: connection, member: member, now: now, into: &fx)
         case .leave:
@@ -164,6 +172,7 @@ public struct Room: Sendable {
         var fx = RoomEffects()
         presenceThrottle[connection] = nil
         guard let member = members.removeValue(forKey: connection) else { return fx }
+        if member.observer { return fx }
         let leave = presence.leave(client: member.client)?.message(.leave, room: name) ?? Message(.leave)
         broadcast(leave, except: connection, into: &fx.sends)
         fx.relays.append(leave)
@@ -173,7 +182,7 @@ public struct Room: Sendable {
     mutating func hello(_ m: Message, from connection: ConnectionID, into fx: inout RoomEffects, now: Int) {
         let user = m.user ?? "anonymous"
         let client = m.client ?? "c\(connection)-\(sequencer.revision)"
-        if let (old, _) = members.first(where: { $0.value.client == client }) {
+        if m.observer != true, let (old, _) = members.first(where: { $0.value.client == client && !$0.value.observer }) {
             // The same client again: a reconnect that beat the old connection's heartbeat
             // timeout. The old one is the ghost; it goes without a leave, the member stays.
             members[old] = nil
@@ -183,7 +192,8 @@ public struct Room: Sendable {
         // One colour per user in a room (all their tabs alike), avoiding the others' colours.
         let color = presence.members.values.first { $0.user == user }?.color
             ?? Palette.color(for: user, avoiding: presence.colors(exceptUser: user))
-        let member = Member(user: user, name: m.name, client: client, color: color, initials: Palette.initials(name: m.name, user: user))
+        var member = Member(user: user, name: m.name, client: client, color: color, initials: Palette.initials(name: m.name, user: user))
+        member.observer = m.observer == true
         var welcome = Message(.welcome)
         welcome.room = name
         welcome.client = client
@@ -214,6 +224,11 @@ public struct Room: Sendable {
         join.color = member.color
         join.initials = member.initials
         join.client = client
+        if member.observer {
+            members[connection] = member
+            fx.sends.append(Delivery(to: [connection], presence.rosterMessage(room: name)))
+            return
+        }
         let joined = presence.join(join, now: now)
         members[connection] = member
         // The newcomer gets everyone, itself included (it learns its colour there too).

@@ -105,7 +105,7 @@ extension Room {
     public mutating func remote(_ m: Message, now: Int) -> RoomEffects {
         var fx = RoomEffects()
         guard let client = m.client else { return fx }
-        if let (connection, _) = members.first(where: { $0.value.client == client }) {
+        if let (connection, _) = members.first(where: { $0.value.client == client && !$0.value.observer }) {
             // A join from elsewhere for a client connected here: it reconnected through another
             // instance before this one noticed the old connection died. Ours is the ghost: it
             // goes quietly (as a takeover here does) and the member stays. Anything else about
@@ -146,7 +146,7 @@ extension Room {
     /// announced, members no longer listed leave, the others are refreshed quietly.
     public mutating func syncRemote(_ listed: [Message], now: Int) -> RoomEffects {
         var fx = RoomEffects()
-        let local = Set(members.values.map(\.client))
+        let local = Set(members.values.filter { !$0.observer }.map(\.client))
         let recipients = members.keys.sorted()
         let listedClients = Set(listed.compactMap(\.client))
         for gone in presence.members.keys where !local.contains(gone) && !listedClients.contains(gone) {

@@ -189,4 +189,33 @@ final class RoomPresenceTests: XCTestCase {
         leave.client = "z"
         XCTAssertEqual(received(room.remote(leave, now: 9), by: 1, .leave).first?.client, "z")
     }
+
+    func testAnObserverSeesEverythingSendsNothingAndIsInNoRoster() throws {
+        var room = Room(name: "doc")
+        _ = room.receive(hello("ann", client: "a"), from: 1, now: 0)
+        var watch = hello("tap", client: "t")
+        watch.observer = true
+        let joined = room.receive(watch, from: 2, now: 0)
+        XCTAssertEqual(received(joined, by: 2, .roster).first?.members?.map(\.client), ["a"])
+        XCTAssertTrue(received(joined, by: 1, .join).isEmpty, "nobody is told")
+        XCTAssertTrue(joined.relays.isEmpty)
+        // It gets the room's traffic...
+        let edit = room.receive(try op(#"["x"]"#, seq: 1, base: 0), from: 1, now: 1)
+        XCTAssertEqual(received(edit, by: 2, .op).count, 1)
+        // ...and sends nothing to it.
+        for m in [try op(#"["y"]"#, seq: 1, base: 1), presence(cursor: 0, rev: 1), Message(.event)] {
+            let fx = room.receive(m, from: 2, now: 2)
+            XCTAssertEqual(received(fx, by: 2, .error).first?.code, "forbidden", m.json)
+            XCTAssertTrue(received(fx, by: 1, m.type).isEmpty)
+        }
+        XCTAssertEqual(room.revision, 1)
+        // Someone arriving later does not see it; its going is silent.
+        let b = room.receive(hello("bob", client: "b"), from: 3, now: 3)
+        XCTAssertEqual(received(b, by: 3, .roster).first?.members?.map(\.client), ["a", "b"])
+        XCTAssertTrue(room.close(2).sends.isEmpty)
+        // An observer with a member's client id does not replace the member.
+        var sneaky = hello("tap", client: "a")
+        sneaky.observer = true
+        XCTAssertTrue(room.receive(sneaky, from: 4, now: 4).closes.isEmpty)
+    }
 }
