@@ -90,6 +90,7 @@ public final class BridgeTool {
     var feedByChannel: [String: BridgeFeed] = [:]
     var committers: [String: RoomCommitter] = [:]
     let script = RedisScript(source: RoomLog.commitSource)
+    let batchScript = RedisScript(source: RoomLog.commitBatchSource)
     var exitStatus: Int32?
 
     var input: LoopInput?
@@ -434,7 +435,7 @@ public final class BridgeTool {
 
     func committer(_ room: String) -> RoomCommitter {
         if let c = committers[room] { return c }
-        let c = RoomCommitter(connection: connection, room: room, script: script)
+        let c = RoomCommitter(connection: connection, room: room, script: script, batchScript: batchScript)
         committers[room] = c
         return c
     }

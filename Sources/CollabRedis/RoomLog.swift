@@ -91,6 +91,72 @@ public enum RoomLog {
         }
     }
 
+    /// Several ops of one committer in one round trip, all or nothing, as revisions expected+1,
+    /// expected+2, ... KEYS: revision, log, clients. ARGV: expected current revision, channel,
+    /// then client, seq, message for each op (each message already carrying its revision).
+    /// Any op the dedupe table knows (a resubmission) refuses the whole batch with
+    /// {'dedupe', i}: the caller then commits them one by one, which answers each properly.
+    public static let commitBatchSource = """
+        local head = tonumber(redis.call('GET', KEYS[1]) or '0')
+        local expected = tonumber(ARGV[1])
+        local n = (#ARGV - 2) / 3
+        local seen = {}
+        for i = 0, n - 1 do
+          local client = ARGV[3 + 3 * i]
+          local seq = tonumber(ARGV[4 + 3 * i])
+          local last = seen[client]
+          if not last then
+            local v = redis.call('HGET', KEYS[3], client)
+            if v then last = tonumber(string.sub(v, 1, string.find(v, ':', 1, true) - 1)) end
+          end
+          if last and seq <= last then return {'dedupe', i + 1} end
+          seen[client] = seq
+        end
+        if head ~= expected then return {'conflict', head} end
+        for i = 0, n - 1 do
+          local rev = head + 1 + i
+          redis.call('XADD', KEYS[2], rev .. '-0', 'm', ARGV[5 + 3 * i])
+          redis.call('HSET', KEYS[3], ARGV[3 + 3 * i], ARGV[4 + 3 * i] .. ':' .. rev)
+          redis.call('PUBLISH', ARGV[2], ARGV[5 + 3 * i])
+        end
+        redis.call('SET', KEYS[1], head + n)
+        return {'ok', head + 1}
+        """
+
+    /// What the batch script decided.
+    public enum BatchOutcome: Equatable, Sendable {
+        /// Committed as `first`, `first + 1`, ... and published.
+        case committed(first: Int)
+        /// Op number `index` (1-based) was committed before, or is older than its client's last:
+        /// nothing was written.
+        case dedupe(index: Int)
+        /// Someone else committed first: the room is at `head`; nothing was written.
+        case conflict(head: Int)
+    }
+
+    public static func commitBatch(
+        on connection: RedisConnection, script: RedisScript, keys: RoomKeys, expectedRevision: Int,
+        ops: [(client: String, seq: Int, message: [UInt8])],
+        _ completion: @escaping (Result<BatchOutcome, RedisError>) -> Void
+    ) {
+        var args: [[UInt8]] = [Array(String(expectedRevision).utf8), Array(keys.channel.utf8)]
+        args.reserveCapacity(2 + 3 * ops.count)
+        for op in ops { args += [Array(op.client.utf8), Array(String(op.seq).utf8), op.message] }
+        script.evalsha(connection, keys: [keys.revision, keys.log, keys.clients].map { Array($0.utf8) }, args: args) { result in
+            completion(result.flatMap { reply in
+                guard let parts = reply.array, parts.count == 2, let word = parts[0].string, let n = parts[1].integer else {
+                    return .failure(.reply("unexpected reply from the batch commit script: \(reply)"))
+                }
+                switch word {
+                case "ok": return .success(.committed(first: Int(n)))
+                case "dedupe": return .success(.dedupe(index: Int(n)))
+                case "conflict": return .success(.conflict(head: Int(n)))
+                default: return .failure(.reply("unexpected reply from the batch commit script: \(word)"))
+                }
+            })
+        }
+    }
+
     /// The committed op messages after revision `after`, oldest first (at most `count`), as
     /// (revision, message bytes). Fewer than asked for, with a first revision above `after + 1`,
     /// means the stream was trimmed past what the caller has.

@@ -71,13 +71,21 @@ public enum RoomCommitResult: Equatable, Sendable {
     }
 }
 
-/// Commits ops to one room's Redis history. One submission is in flight at a time (the rest wait
-/// in order), so a committer never conflicts with itself; conflicts with other committers (other
+/// Commits ops to one room's Redis history. One commit is in flight at a time (the rest wait in
+/// order), so a committer never conflicts with itself; conflicts with other committers (other
 /// server instances, other bridges) are resolved by reading, transforming and retrying.
+///
+/// Group commit: what queued up behind the commit in flight goes in the next round trip as one
+/// batch (up to `maxBatch` ops), each transformed past the ones before it, all committed or none.
+/// Without it a room's commit rate is one per Redis round trip per instance, and any hiccup
+/// (a busy CPU, a slow reply) turns into a queue that every writer waits in.
 public final class RoomCommitter {
     public let connection: RedisConnection
     public let keys: RoomKeys
     public let script: RedisScript
+    public let batchScript: RedisScript
+    /// Most ops committed in one round trip.
+    public var maxBatch = 64
     /// Commit attempts per submission before giving up with `.tooManyConflicts`.
     public var maxAttempts: Int
     /// Entries per XRANGE page.
@@ -101,20 +109,27 @@ public final class RoomCommitter {
         var op: TextOperation
         var user: String?
         var completion: (Result<RoomCommitResult, RoomCommitError>) -> Void
+        /// Commit alone (a batch containing it met the dedupe table).
+        var alone = false
     }
 
     /// Conflicts met so far (another committer was first), and stream reads made: diagnostics.
     public private(set) var conflicts = 0
     public private(set) var reads = 0
+    /// Commit round trips that carried more than one op, and the ops they carried.
+    public private(set) var batches = 0
+    public private(set) var batchedOps = 0
 
     var queue: [Submission] = []
     var busy = false
 
     public init(connection: RedisConnection, room: String, script: RedisScript = RedisScript(source: RoomLog.commitSource),
+                batchScript: RedisScript = RedisScript(source: RoomLog.commitBatchSource),
                 maxAttempts: Int = 50, pageSize: Int = 1000) {
         self.connection = connection
         self.keys = RoomKeys(room: room)
         self.script = script
+        self.batchScript = batchScript
         self.maxAttempts = maxAttempts
         self.pageSize = pageSize
     }
@@ -164,6 +179,13 @@ public final class RoomCommitter {
     func next() {
         guard !busy, !queue.isEmpty else { return }
         busy = true
+        // The leading submissions that know their base and may share a round trip.
+        var batch: [Submission] = []
+        while batch.count < maxBatch, let s = queue.first, s.base != nil, !s.alone {
+            batch.append(queue.removeFirst())
+        }
+        if batch.count > 1 { return attemptBatch(batch, attempts: 0, readFirst: false) }
+        if let s = batch.first { return attempt(s, op: s.op, transformedTo: s.base!, attempts: 0) }
         var s = queue.removeFirst()
         if let base = s.base {
             attempt(s, op: s.op, transformedTo: base, attempts: 0)
@@ -185,6 +207,84 @@ public final class RoomCommitter {
     func finish(_ s: Submission, _ result: Result<RoomCommitResult, RoomCommitError>) {
         busy = false
         s.completion(result)
+        next()
+    }
+
+    func finish(_ batch: [Submission], _ results: [Result<RoomCommitResult, RoomCommitError>]) {
+        busy = false
+        for (s, r) in zip(batch, results) { s.completion(r) }
+        next()
+    }
+
+    /// Commits a batch at the cache's head: each op transformed past the cached ops after its
+    /// base, then past the batch's earlier ops (which commit just before it).
+    func attemptBatch(_ batch: [Submission], attempts: Int, readFirst: Bool) {
+        let minBase = batch.lazy.map { $0.base! }.min()!
+        let maxBase = batch.lazy.map { $0.base! }.max()!
+        let cacheEnd = cacheStart + cache.count - 1
+        guard minBase >= cacheStart - 1 && maxBase <= cacheEnd else {
+            if readFirst {
+                // A base the stream has not reached: let each op meet its own error alone.
+                return splitUp(batch)
+            }
+            ensureCached(after: minBase, upTo: nil) { [self] result in
+                if case .failure(let e) = result { return finish(batch, batch.map { _ in .failure(e) }) }
+                attemptBatch(batch, attempts: attempts, readFirst: true)
+            }
+            return
+        }
+        var ops: [TextOperation] = []
+        var messages: [Message] = []
+        let ts = clock()
+        for (i, s) in batch.enumerated() {
+            var op = s.op
+            if s.base! < cacheEnd {
+                for r in (s.base! + 1) ... cacheEnd { op = op.transformed(against: cache[r - cacheStart], side: .right) }
+            }
+            for earlier in ops { op = op.transformed(against: earlier, side: .right) }
+            ops.append(op)
+            var m = Message(.op)
+            m.room = keys.room
+            m.user = s.user
+            m.client = s.client
+            m.seq = s.seq
+            m.rev = cacheEnd + 1 + i
+            m.op = op
+            m.ts = ts
+            messages.append(m)
+        }
+        let wire = zip(batch, messages).map { (client: $0.client, seq: $0.seq, message: Array($1.json.utf8)) }
+        RoomLog.commitBatch(on: connection, script: batchScript, keys: keys, expectedRevision: cacheEnd, ops: wire) { [self] result in
+            switch result {
+            case .failure(let e):
+                finish(batch, batch.map { _ in .failure(.redis(e)) })
+            case .success(.committed(let first)):
+                batches += 1
+                batchedOps += batch.count
+                for (i, op) in ops.enumerated() { learn(rev: first + i, op: op) }
+                head = max(head, first + batch.count - 1)
+                finish(batch, messages.map { .success(.committed($0)) })
+            case .success(.dedupe):
+                splitUp(batch)
+            case .success(.conflict(let h)):
+                conflicts += 1
+                head = max(head, h)
+                if maxBase > h { return splitUp(batch) }
+                if attempts + 1 >= maxAttempts {
+                    return finish(batch, batch.map { _ in .failure(.tooManyConflicts(attempts: attempts + 1)) })
+                }
+                ensureCached(after: cacheEnd, upTo: h) { [self] r in
+                    if case .failure(let e) = r { return finish(batch, batch.map { _ in .failure(e) }) }
+                    attemptBatch(batch, attempts: attempts + 1, readFirst: false)
+                }
+            }
+        }
+    }
+
+    /// The batch goes back to the front of the queue, to be committed one op at a time.
+    func splitUp(_ batch: [Submission]) {
+        queue.insert(contentsOf: batch.map { var s = $0; s.alone = true; return s }, at: 0)
+        busy = false
         next()
     }
 

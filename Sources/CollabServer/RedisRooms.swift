@@ -16,6 +16,7 @@ final class RedisBackend {
     let connection: RedisConnection
     let subscriber: RedisSubscriber
     let script = RedisScript(source: RoomLog.commitSource)
+    let batchScript = RedisScript(source: RoomLog.commitBatchSource)
     let snapshotScript = RedisScript(source: RoomLog.snapshotSource)
     let rosterScripts = RoomRoster.Scripts()
     /// Pushes this instance's members' deadlines forward and sweeps expired members.
@@ -96,7 +97,8 @@ extension ServerHost {
         guard let r = redis else { return nil }
         let slot = RoomSlot(room: Room(name: name, historyLimit: configuration.historyLimit, presencePolicy: configuration.presence))
         slot.redis.loading = true
-        slot.redis.committer = RoomCommitter(connection: r.connection, room: name, script: r.script, pageSize: r.pageSize)
+        slot.redis.committer = RoomCommitter(connection: r.connection, room: name, script: r.script, batchScript: r.batchScript,
+                                             pageSize: r.pageSize)
         rooms[name] = slot
         let keys = RoomKeys(room: name)
         r.channelRooms[keys.channel] = name

@@ -75,11 +75,68 @@ final class RoomCommitterTests: RedisTestCase {
         return text
     }
 
-    func counters(_ name: String) -> (conflicts: Int, reads: Int) {
+    func counters(_ name: String) -> (conflicts: Int, reads: Int, batches: Int, batchedOps: Int) {
         runner.sync { [runner] _ in
             let c = runner!.objects["rc-" + name] as! RoomCommitter
-            return (c.conflicts, c.reads)
-        } ?? (0, 0)
+            return (c.conflicts, c.reads, c.batches, c.batchedOps)
+        } ?? (0, 0, 0, 0)
+    }
+
+    /// Submits many ops at once on each committer (so they queue and go in batches), from
+    /// several clients made on several bases, while the other committer does the same.
+    func testQueuedOpsCommitInBatchesLikeTheSequencerWould() throws {
+        let keys = fresh("batches")
+        committer("a", keys)
+        committer("b", keys)
+        var rng = SplitMix64(seed: 9)
+        var submitted: [String: (base: Int, op: TextOperation)] = [:]
+        var boxes: [UncheckedSendable<Box<Outcome>>] = []
+        var seqs: [String: Int] = [:]
+        for _ in 0 ..< 4 {
+            let history = log(keys)
+            for _ in 0 ..< 30 {
+                let name = rng.next() % 2 == 0 ? "a" : "b"
+                let client = "\(name)\(rng.next() % 3)"
+                seqs[client, default: 0] += 1
+                // Made on the latest revision or a little before it.
+                let base = max(0, history.count - Int(rng.next() % 3))
+                let op = randomOp(on: try document(Array(history.prefix(base))), &rng)
+                submitted["\(client)/\(seqs[client]!)"] = (base, op)
+                boxes.append(submit(name, client: client, seq: seqs[client]!, base: base, op: op))
+            }
+            for box in boxes { _ = outcome(box) }
+            boxes = []
+        }
+        let history = log(keys)
+        XCTAssertEqual(history.map(\.rev), Array(1 ... 120))
+        var sequencer = Sequencer()
+        for m in history {
+            let original = try XCTUnwrap(submitted["\(m.client!)/\(m.seq!)"])
+            guard case .committed(let c) = try sequencer.submit(client: m.client!, seq: m.seq!, base: original.base, op: original.op) else {
+                return XCTFail("sequencer: duplicate")
+            }
+            XCTAssertEqual(c.op, m.op, "rev \(m.rev!)")
+        }
+        XCTAssertEqual(sequencer.document.string, try document(history))
+        let a = counters("a"), b = counters("b")
+        XCTAssertGreaterThan(a.batches + b.batches, 0, "nothing was batched")
+        print("batches: a \(a.batches) (\(a.batchedOps) ops), b \(b.batches) (\(b.batchedOps) ops); conflicts \(a.conflicts + b.conflicts)")
+    }
+
+    func testABatchThatMeetsTheDedupeTableIsCommittedOneByOne() throws {
+        let keys = fresh("batch-dedupe")
+        committer("a", keys)
+        XCTAssertEqual(try submitAndWait("a", client: "x", seq: 1, base: 0, op: .insert("x", at: 0))?.get().rev, 1)
+        // Queued together: a resubmission in the middle of new ops.
+        let y = submit("a", client: "y", seq: 1, base: 1, op: .insert("y", at: 1))
+        let x = submit("a", client: "x", seq: 1, base: 0, op: .insert("x", at: 0))
+        let z = submit("a", client: "z", seq: 1, base: 1, op: .insert("z", at: 0))
+        let x0 = submit("a", client: "x", seq: 0, base: 0, op: .insert("?", at: 0))
+        XCTAssertEqual(try outcome(y)?.get().rev, 2)
+        XCTAssertEqual(try outcome(x)?.get(), .duplicate(rev: 1))
+        XCTAssertEqual(try outcome(z)?.get().rev, 3)
+        guard case .failure(.stale(seq: 0, lastSeq: 1))? = outcome(x0) else { return XCTFail("old seq accepted") }
+        XCTAssertEqual(try document(log(keys)), "zxy")
     }
 
     func testConcurrentCommittersConvergeToOneHistory() throws {
