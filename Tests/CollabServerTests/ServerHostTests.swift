@@ -580,6 +580,57 @@ final class ServerHostBenchmarks: HostTestCase {
         report("server: \(stats.commits) commits, \(stats.syncs) syncs (\(fmt(Double(stats.commits) / Double(max(1, stats.syncs)))) ops per fdatasync), sync avg \(fmt(Double(stats.syncNanos) / Double(max(1, stats.syncs)) / 1e6)) ms, max \(fmt(Double(stats.maxSyncNanos) / 1e6)) ms")
     }
 
+    /// Presence fan-out: every member moves its cursor faster than the relay interval, so the
+    /// server merges, coalesces and relays; what it costs per received update and per delivery.
+    func testPresenceFanOut() throws {
+        var c = configuration()
+        c.snapshotEvery = 0
+        let server = try startServer(c)
+        let members = Int(ProcessInfo.processInfo.environment["COLLAB_BENCH_MEMBERS"] ?? "") ?? 50
+        let perSecond = 40.0
+        let seconds = 3.0
+        let counters = BenchCounters()
+        let connections = try clients.sync { loop in
+            try (0..<members).map { i in
+                var h = WebSocketHandlers()
+                h.onOpen = { c in c.send(text: #"{"type":"hello","user":"m\#(i)","client":"m\#(i)"}"#) }
+                h.onText = { c, bytes in
+                    // Counting by a byte search keeps the clients' cost out of the server's.
+                    if bytes.count > 16, bytes[9] == UInt8(ascii: "p") { counters.ops.add(1, ordering: .relaxed) }
+                    else if counters.ready.load(ordering: .relaxed) < members, bytes.starts(with: Array(#"{"type":"welcome""#.utf8)) {
+                        counters.ready.add(1, ordering: .relaxed)
+                    }
+                }
+                return UncheckedBox(try loop.connect(to: server.url + "/presence", handlers: h))
+            }
+        }
+        waitUntil("everyone in the room", timeout: 30) { counters.ready.load(ordering: .relaxed) == members }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var sent = 0
+        var tick = 0
+        // Every member sends one cursor per tick, all ticks on the schedule perSecond.
+        while Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 < seconds {
+            tick += 1
+            let n = tick
+            try clients.sync { _ in
+                for (i, box) in connections.enumerated() {
+                    let c = box.value
+                    c.send(text: #"{"type":"presence","cursor":{"anchor":0,"head":0},"typing":true,"status":"m\#(i) \#(n)"}"#)
+                }
+            }
+            sent += members
+            let due = t0 + UInt64(Double(tick) / perSecond * 1e9)
+            let now = DispatchTime.now().uptimeNanoseconds
+            if due > now { usleep(UInt32((due - now) / 1000)) }
+        }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        usleep(200_000)  // the last held updates are released 50 ms later; a measurement window
+        let delivered = counters.ops.load(ordering: .relaxed)
+        let stats = try server.stop()
+        report("presence: \(members) members, \(Int(perSecond)) cursor updates/s each: \(Int(Double(sent) / elapsed)) updates/s in, \(Int(Double(delivered) / elapsed)) presence deliveries/s out (\(fmt(Double(delivered) / Double(max(1, sent)) )) per update; without coalescing \(members - 1))")
+        report("server: \(stats.messagesIn) messages in, \(stats.deliveries) deliveries")
+    }
+
     func fmt(_ x: Double) -> String { String(format: "%.2f", x) }
 }
 
