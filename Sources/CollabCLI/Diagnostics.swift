@@ -12,6 +12,8 @@ public enum ExitStatus: Int32, Sendable {
     case usage = 64
     /// Bad input under `--strict`.
     case dataError = 65
+    /// An input file named on the command line cannot be opened.
+    case noInput = 66
     /// A server or Redis could not be reached.
     case unavailable = 69
     case software = 70

@@ -57,6 +57,16 @@ public struct PresenceMember: Sendable, Equatable {
     }
 }
 
+extension PresenceMember {
+    /// Same identity and presence (cursor and its revision, typing, status, app fields); when
+    /// the member was last active and when its typing runs out do not count.
+    public func hasSameState(as other: PresenceMember) -> Bool {
+        client == other.client && user == other.user && name == other.name && color == other.color
+            && initials == other.initials && cursor == other.cursor && rev == other.rev && typing == other.typing
+            && status == other.status && extra == other.extra
+    }
+}
+
 /// The members of one room and their presence, kept current as messages and committed ops go
 /// by. Used by the server (what a newcomer's roster shows), by clients, and by collab-presence
 /// on any message stream.
@@ -122,6 +132,36 @@ public struct PresenceRoster: Sendable {
         for m in roster { join(m, now: now) }
     }
 
+    /// What a `roster` message changed, in the roster's order (`before` nil: a member that is new).
+    public struct Difference: Sendable {
+        public var left: [PresenceMember] = []
+        public var changed: [(before: PresenceMember?, after: PresenceMember)] = []
+    }
+
+    /// Replaces the membership with a roster's, as `replace` does, and says who left, who joined
+    /// and whose state differs. A member whose state the roster repeats keeps its activity time
+    /// and typing deadline: a roster sent again (after a reconnect) is not news about anyone.
+    public mutating func reconcile(with roster: [Message], now: Int? = nil) -> Difference {
+        let before = members
+        replace(with: roster, now: now)
+        var difference = Difference()
+        for (client, old) in before where members[client] == nil { difference.left.append(old) }
+        for i in members.values.indices {
+            let new = members.values[i]
+            guard let old = before[new.client] else {
+                difference.changed.append((nil, new))
+                continue
+            }
+            if new.hasSameState(as: old) {
+                members.values[i].lastActive = old.lastActive
+                members.values[i].typingUntil = old.typingUntil
+            } else {
+                difference.changed.append((old, new))
+            }
+        }
+        return difference
+    }
+
     /// The colours worn by members other than `user`'s own connections.
     public func colors(exceptUser user: String) -> Set<String> {
         Set(members.values.lazy.filter { $0.user != user }.compactMap(\.color))
@@ -179,11 +219,11 @@ public struct PresenceRoster: Sendable {
     /// the caller can announce it.
     public mutating func expireTyping(now: Int) -> [PresenceMember] {
         var expired: [PresenceMember] = []
-        for (client, member) in members where member.typing {
-            guard let until = member.typingUntil, until <= now else { continue }
-            members[client]?.typing = false
-            members[client]?.typingUntil = nil
-            expired.append(members[client]!)
+        for i in members.values.indices where members.values[i].typing {
+            guard let until = members.values[i].typingUntil, until <= now else { continue }
+            members.values[i].typing = false
+            members.values[i].typingUntil = nil
+            expired.append(members.values[i])
         }
         return expired
     }
@@ -196,7 +236,13 @@ public struct PresenceRoster: Sendable {
 
     /// The earliest time a typing flag runs out, for the caller's timer.
     public var nextTypingExpiry: Int? {
-        members.values.lazy.compactMap(\.typingUntil).min()
+        // Asked once per message by collab-presence: a loop over the stored values, not a
+        // key-path map, which copied every member (and retained its strings) each time.
+        var earliest: Int?
+        for i in members.values.indices {
+            if let t = members.values[i].typingUntil, t < earliest ?? .max { earliest = t }
+        }
+        return earliest
     }
 
     // MARK: The document
@@ -209,10 +255,12 @@ public struct PresenceRoster: Sendable {
             dropCursors(olderThan: rev - 1)
             recent.removeAll()
         }
-        for (id, member) in members {
-            guard let cursor = member.cursor, let at = member.rev, at == rev - 1 else { continue }
-            members[id]?.cursor = cursor.transformed(by: op, isOwnOp: id == client)
-            members[id]?.rev = rev
+        // In place by index: iterating the dictionary while assigning through its key subscript
+        // copied the whole roster and moved each entry out and back, per committed op.
+        for i in members.values.indices {
+            guard let cursor = members.values[i].cursor, let at = members.values[i].rev, at == rev - 1 else { continue }
+            members.values[i].cursor = cursor.transformed(by: op, isOwnOp: members.keys[i] == client)
+            members.values[i].rev = rev
         }
         revision = rev
         guard historyLimit > 0 else { return }
@@ -229,10 +277,10 @@ public struct PresenceRoster: Sendable {
     }
 
     mutating func dropCursors(olderThan rev: Int) {
-        for (id, member) in members {
-            if let at = member.rev, at < rev {
-                members[id]?.cursor = nil
-                members[id]?.rev = nil
+        for i in members.values.indices {
+            if let at = members.values[i].rev, at < rev {
+                members.values[i].cursor = nil
+                members.values[i].rev = nil
             }
         }
     }
@@ -240,10 +288,10 @@ public struct PresenceRoster: Sendable {
     /// Clamps every cursor at the current revision into a document of `length` scalars (a
     /// client's out-of-range cursor must not travel on).
     public mutating func clampCursors(toLength length: Int) {
-        for (id, member) in members {
-            guard let c = member.cursor, member.rev == revision else { continue }
+        for i in members.values.indices {
+            guard let c = members.values[i].cursor, members.values[i].rev == revision else { continue }
             let clamped = Selection(anchor: min(max(c.anchor, 0), length), head: min(max(c.head, 0), length))
-            if clamped != c { members[id]?.cursor = clamped }
+            if clamped != c { members.values[i].cursor = clamped }
         }
     }
 

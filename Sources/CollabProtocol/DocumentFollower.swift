@@ -56,3 +56,11 @@ public struct DocumentFollower: Sendable {
         return m
     }
 }
+
+extension DocumentEvent {
+    /// The fields of an already decoded message, for tools that need the whole message anyway
+    /// and follow the document too.
+    public init(_ m: Message) {
+        self.init(type: m.type, rev: m.rev, op: m.op, doc: m.doc)
+    }
+}

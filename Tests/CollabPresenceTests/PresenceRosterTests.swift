@@ -166,6 +166,36 @@ final class PresenceRosterTests: XCTestCase {
         }
     }
 
+    func testReconcileSaysWhatARosterChangedAndKeepsTheTimesOfTheUnchanged() throws {
+        var r = PresenceRoster(revision: 0, typingTimeout: 1_000)
+        r.join(join("a", user: "ann", color: "#c62828"), now: 10)
+        r.join(join("b", user: "bob"), now: 20)
+        r.update(presence("b", cursor: 2, rev: 0, typing: true), now: 30)
+        // The same roster again (a reconnect): no news, times kept.
+        var same = r.rosterMessage().members ?? []
+        var difference = r.reconcile(with: same, now: 500)
+        XCTAssertTrue(difference.left.isEmpty)
+        XCTAssertTrue(difference.changed.isEmpty)
+        XCTAssertEqual(r["a"]?.lastActive, 10)
+        XCTAssertEqual(r["b"]?.typingUntil, 1_030)
+        // a left, c is new, b stopped typing.
+        same = r.rosterMessage().members ?? []
+        same.removeFirst()
+        same[0].typing = false
+        var carol = join("c", user: "carol")
+        carol.status = "reading"
+        same.append(carol)
+        difference = r.reconcile(with: same, now: 600)
+        XCTAssertEqual(difference.left.map(\.client), ["a"])
+        XCTAssertEqual(difference.changed.map(\.after.client), ["b", "c"])
+        XCTAssertEqual(difference.changed[0].before?.typing, true)
+        XCTAssertEqual(difference.changed[0].after.typing, false)
+        XCTAssertNil(difference.changed[1].before)
+        XCTAssertEqual(r["b"]?.lastActive, 600)
+        XCTAssertEqual(r["b"]?.cursor?.head, 2)
+        XCTAssertEqual(r.members.keys.elements, ["b", "c"])
+    }
+
     func randomOp(on doc: String, _ rng: inout SplitMix64) -> TextOperation {
         let length = doc.unicodeScalars.count
         var op = TextOperation()
