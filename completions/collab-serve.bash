@@ -165,7 +165,7 @@ _collab-serve() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(-h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--host --port --data --max-message --max-queue --ping-interval --ping-timeout --snapshot-every --idle-unload --history --redis --log-level)
+    local -a non_repeating_options=(--host --port --data --max-message --max-queue --ping-interval --ping-timeout --snapshot-every --idle-unload --history --typing-timeout --presence-interval --presence-ttl --redis --log-level)
     __collab-serve_offer_flags_options 0
 
     # Offer option value completions
@@ -199,6 +199,15 @@ _collab-serve() {
         return
         ;;
     '--history')
+        return
+        ;;
+    '--typing-timeout')
+        return
+        ;;
+    '--presence-interval')
+        return
+        ;;
+    '--presence-ttl')
         return
         ;;
     '--redis')

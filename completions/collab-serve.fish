@@ -20,7 +20,7 @@ function __collab-serve_parse_tokens -S
     set -l unparsed_tokens (__collab-serve_tokens -pc)
     switch $unparsed_tokens[1]
     case 'collab-serve'
-        __collab-serve_parse_subcommand 0 'host=' 'port=' 'data=' 'max-message=' 'max-queue=' 'ping-interval=' 'ping-timeout=' 'snapshot-every=' 'idle-unload=' 'history=' 'redis=' 'log-level=' 'h/help'
+        __collab-serve_parse_subcommand 0 'host=' 'port=' 'data=' 'max-message=' 'max-queue=' 'ping-interval=' 'ping-timeout=' 'snapshot-every=' 'idle-unload=' 'history=' 'typing-timeout=' 'presence-interval=' 'presence-ttl=' 'redis=' 'log-level=' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __collab-serve_parse_subcommand -r 1 
@@ -87,6 +87,9 @@ complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" snapshot-every' -l 'snapshot-every' -d 'Snapshot a room (and empty its journal) every N ops; 0: only at unload and shutdown. With --redis: the instance that commits every Nth op writes the room\'s snapshot to Redis (0: never).' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" idle-unload' -l 'idle-unload' -d 'Snapshot and unload a room this many seconds after its last client left (with --redis: at once).' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" history' -l 'history' -d 'Committed ops kept in memory per room for catch-up (older joins get the whole document). With --redis also what the room\'s stream keeps behind its latest snapshot.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" typing-timeout' -l 'typing-timeout' -d 'A member\'s typing flag turns off by itself this many seconds after its last update.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" presence-interval' -l 'presence-interval' -d 'Relay at most one presence update per client per this many seconds; updates in between are coalesced, the last one wins.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" presence-ttl' -l 'presence-ttl' -d 'With --redis: members of an instance that stops (crash, network) leave every roster within this many seconds.' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" redis' -l 'redis' -d 'Keep the rooms\' histories in Redis (redis://[user:pass@]host:port[/db]), so several collab-serve instances serve one room with one history.' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" log-level' -l 'log-level' -d 'Least severe log lines shown: error, warn, info or debug (debug adds one line per message).' -rfka 'error warn info debug'
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" h help' -s 'h' -l 'help' -d 'Show help information.'
