@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "collab-serve", targets: ["collab-serve"]),
         .executable(name: "collab-join", targets: ["collab-join"]),
         .executable(name: "collab-bridge", targets: ["collab-bridge"]),
+        .executable(name: "collab-tap", targets: ["collab-tap"]),
         .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
         .library(name: "CollabOT", targets: ["CollabOT"]),
         .library(name: "CollabPresence", targets: ["CollabPresence"]),
@@ -44,7 +45,7 @@ let package = Package(
         // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
         // of each tool, so executables stay thin and tests drive tools in-process.
         .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces", "CollabClient", "CollabTransport",
-                                                 "CollabRedis", "CollabRedisRoom"]),
+                                                 "CollabRedis", "CollabRedisRoom", "CollabPresence"]),
         // The libwebsockets event loop: WebSocket server and client, HTTP GET, raw fds, timers,
         // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
         .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
@@ -66,6 +67,7 @@ let package = Package(
         .executableTarget(name: "collab-serve", dependencies: ["CollabServer", "CollabRedis", argumentParser]),
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
+        .executableTarget(name: "collab-tap", dependencies: ["CollabCLI", argumentParser]),
 
         // What the test targets share: the seeded generator, child processes with bounded waits,
         // polling, loopback sockets. Foundation and XCTest only, so any test target may use it.
@@ -87,6 +89,9 @@ let package = Package(
                     dependencies: ["CollabProtocol", "CollabOT", "CollabRedis", "CollabTestSupport", "collab-bridge", "collab-ot-apply"]),
         .testTarget(name: "CollabPresenceTests", dependencies: ["CollabPresence", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
+        .testTarget(name: "CollabTapTests",
+                    dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "CollabPresence", "CollabTestSupport",
+                                   "collab-tap", "collab-serve", "collab-join", "collab-bridge", "collab-ot-apply"]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
                                    "CollabTestSupport", "collab-join", "collab-serve"]),
