@@ -132,6 +132,19 @@ final class TapIntegrationTests: ProcessTestCase {
             XCTAssertEqual(c.waitForExit(timeout: 10), 64, "\(bad): \(c.stderr.text)")
             XCTAssertFalse(c.stderr.text.isEmpty, "\(bad)")
         }
+        // Output: a reader that went away ends the tap quietly; a failing stdout is status 74.
+        let file = try temporaryDirectory().appendingPathComponent("capture.ndjson")
+        try Data((captureLines().joined(separator: "\n") + "\n").utf8).write(to: file)
+        let gonePipe = Pipe()
+        try gonePipe.fileHandleForReading.close()
+        let noReader = try spawn("collab-tap", ["--raw", file.path], stdin: .null, stdout: .into(gonePipe))
+        XCTAssertEqual(noReader.waitForExit(timeout: 10), 0, noReader.stderr.text)
+        XCTAssertFalse(noReader.stderr.text.contains("error"), noReader.stderr.text)
+        let full = try spawn("collab-tap", ["--raw", file.path], stdin: .null,
+                             stdout: .file(try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))))
+        XCTAssertEqual(full.waitForExit(timeout: 10), 74, full.stderr.text)
+        XCTAssertTrue(full.stderr.text.contains("stdout"), full.stderr.text)
+
         let missing = try tap(["/nonexistent/capture.ndjson"])
         XCTAssertEqual(missing.waitForExit(timeout: 10), 74, missing.stderr.text)
         XCTAssertTrue(missing.stderr.text.contains("No such file"), missing.stderr.text)
