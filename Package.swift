@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "collab-join", targets: ["collab-join"]),
         .executable(name: "collab-bridge", targets: ["collab-bridge"]),
         .executable(name: "collab-presence", targets: ["collab-presence"]),
+        .executable(name: "collab-tap", targets: ["collab-tap"]),
         .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
         .library(name: "CollabOT", targets: ["CollabOT"]),
         .library(name: "CollabPresence", targets: ["CollabPresence"]),
@@ -68,6 +69,7 @@ let package = Package(
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-presence", dependencies: ["CollabCLI", argumentParser]),
+        .executableTarget(name: "collab-tap", dependencies: ["CollabCLI", argumentParser]),
 
         // What the test targets share: the seeded generator, child processes with bounded waits,
         // polling, loopback sockets. Foundation and XCTest only, so any test target may use it.
@@ -90,6 +92,9 @@ let package = Package(
                     dependencies: ["CollabProtocol", "CollabOT", "CollabRedis", "CollabTestSupport", "collab-bridge", "collab-ot-apply"]),
         .testTarget(name: "CollabPresenceTests", dependencies: ["CollabPresence", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
+        .testTarget(name: "CollabTapTests",
+                    dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "CollabPresence", "CollabTestSupport",
+                                   "collab-tap", "collab-serve", "collab-join", "collab-bridge", "collab-ot-apply"]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
                                    "CollabTestSupport", "collab-join", "collab-serve", "collab-presence"]),

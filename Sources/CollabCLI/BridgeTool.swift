@@ -127,13 +127,10 @@ public final class BridgeTool {
         url = try! RedisURL(parsing: options.url)
         JoinTool.openMissingStandardDescriptors()
         signal(SIGPIPE, SIG_IGN)
-        var loopOptions = EventLoop.Options()
-        loopOptions.logLevel = .none
-        do { loop = try EventLoop(options: loopOptions) } catch {
-            diagnostics.error("\(error)")
+        guard let made = EventLoop.forTool(diagnostics, interrupted: { [weak self] in self?.interrupted($0) }) else {
             return ExitStatus.software.rawValue
         }
-        loop.handleSignals { [weak self] signo in self?.interrupted(signo) }
+        loop = made
 
         connection = RedisConnection(loop: loop, url: url)
         subscriber = RedisSubscriber(loop: loop, url: url)
@@ -239,13 +236,7 @@ public final class BridgeTool {
     }
 
     func checkOutput() {
-        guard let failure = output.failure else { return }
-        if failure.errno == EPIPE {
-            finish(ExitStatus.ok.rawValue)
-        } else {
-            diagnostics.error("stdout: \(failure)")
-            finish(ExitStatus.ioError.rawValue)
-        }
+        if let status = ExitStatus.afterFailure(of: output, diagnostics) { finish(status.rawValue) }
     }
 
     // MARK: Following

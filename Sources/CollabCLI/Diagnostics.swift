@@ -78,6 +78,17 @@ public final class Diagnostics {
     }
 }
 
+extension ExitStatus {
+    /// The status to end with when `output` (stdout) failed, nil while it is fine: 0 when its
+    /// reader went away (EPIPE: `| head` is not an error), 74 otherwise, reported.
+    public static func afterFailure(of output: LineWriter, _ diagnostics: Diagnostics) -> ExitStatus? {
+        guard let failure = output.failure else { return nil }
+        if failure.errno == EPIPE { return .ok }
+        diagnostics.error("stdout: \(failure)")
+        return .ioError
+    }
+}
+
 /// Thrown by tools to end with a status after the message was reported.
 public struct ToolExit: Error, Sendable {
     public var status: ExitStatus

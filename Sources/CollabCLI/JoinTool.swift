@@ -53,6 +53,13 @@ public struct JoinOptions: Sendable {
         return "anonymous"
     }
 
+    /// The token to send: `--token` if given, else `$COLLAB_TOKEN` if set.
+    public static func token(_ option: String?) -> String? {
+        if let option { return option }
+        if let t = getenv("COLLAB_TOKEN"), t.pointee != 0 { return String(cString: t) }
+        return nil
+    }
+
     /// A random id for this process: 16 hex digits.
     public static func randomClientID() -> String {
         let n = UInt64.random(in: 0 ... .max)
@@ -124,21 +131,14 @@ public final class JoinTool {
 
     var loop: EventLoop!
     var session: ClientSession
-    var connection: WebSocketConnection?
+    /// The connection to the room, with its reconnection and failover.
+    var link: RoomConnection!
     /// Set once the tool decided to end: the exit status. The loop stops when the connection is
     /// closed (or right away without one).
     var exitStatus: Int32?
     var stopTimer: LoopTimer?
     var flushTimer: LoopTimer?
 
-    // Reconnection.
-    /// Consecutive attempts that did not reach a welcome.
-    var failures = 0
-    var lastFailure = ""
-    var retryTimer: LoopTimer?
-    var welcomes = 0
-    /// The URL of the current (or next) connection attempt in `options.urls`.
-    var urlIndex = 0
     /// Consecutive `unavailable` answers since the last ack or connection.
     var resubmitAttempts = 0
     var resubmitTimer: LoopTimer?
@@ -177,17 +177,22 @@ public final class JoinTool {
             return ExitStatus.usage.rawValue
         }
         JoinTool.openMissingStandardDescriptors()
-        var loopOptions = EventLoop.Options()
-        loopOptions.logLevel = .none // failures are reported here, once, in our words
-        do { loop = try EventLoop(options: loopOptions) } catch {
-            diagnostics.error("\(error)")
+        guard let made = EventLoop.forTool(diagnostics, interrupted: { [weak self] in self?.interrupted($0) }) else {
             return ExitStatus.software.rawValue
         }
-        loop.handleSignals { [weak self] signo in self?.interrupted(signo) }
+        loop = made
+        link = RoomConnection(loop: loop, urls: options.urls, clientOptions: clientOptions, backoff: options.backoff,
+                              maxRetries: options.maxRetries, note: { [weak self] in self?.note($0) })
+        link.onOpen = { [weak self] c in self?.opened(c) }
+        link.onText = { [weak self] _, bytes in self?.received(bytes) }
+        link.onMessageTooBig = { [weak self] _, size in self?.serverMessageTooBig(size) }
+        link.onClose = { [weak self] code, reason in self?.closed(code: code, reason: reason) }
+        link.onConnectFailure = { [weak self] message in self?.connectFailed(message) }
         if !options.snapshot && !options.listen { openInput() }
         connect()
-        if exitStatus == nil || connection != nil { loop.run() } else { loop.shutdown() }
+        if exitStatus == nil || link.connection != nil { loop.run() } else { loop.shutdown() }
         output.flush()
+        link = nil
         loop = nil
         return exitStatus ?? ExitStatus.software.rawValue
     }
@@ -211,11 +216,11 @@ public final class JoinTool {
     func finish(_ status: Int32, polite: Bool = true) {
         guard exitStatus == nil else { return }
         exitStatus = status
-        retryTimer?.cancel()
+        link.retryTimer?.cancel()
         resubmitTimer?.cancel()
         drainTimer?.cancel()
         input?.pause()
-        guard let c = connection else {
+        guard let c = link.connection else {
             loop.stop()
             return
         }
@@ -253,13 +258,6 @@ public final class JoinTool {
 
     // MARK: Connection
 
-    var currentURL: String { options.urls[urlIndex] }
-
-    /// The URLs for messages about all of them.
-    var allURLs: String {
-        options.urls.count == 1 ? options.urls[0] : options.urls.dropLast().joined(separator: ", ") + " or " + options.urls.last!
-    }
-
     var clientOptions: ClientOptions {
         var o = ClientOptions()
         o.limits.maxMessageSize = options.maxMessageSize
@@ -269,37 +267,26 @@ public final class JoinTool {
     }
 
     func connect() {
-        let handlers = WebSocketHandlers(
-            onOpen: { [weak self] c in self?.opened(c) },
-            onText: { [weak self] c, bytes in self?.received(c, bytes) },
-            onMessageTooBig: { [weak self] c, size in self?.serverMessageTooBig(c, size) },
-            onClose: { [weak self] c, code, reason in self?.closed(c, code: code, reason: reason) },
-            onConnectFailure: { [weak self] c, message in self?.connectFailed(c, message) })
-        do {
-            connection = try loop.connect(to: currentURL, options: clientOptions, handlers: handlers)
-        } catch {
+        do { try link.connect() } catch {
             diagnostics.error("\(error)")
             finish(ExitStatus.usage.rawValue)
         }
     }
 
     /// The transport closes with 1009 after this; that close is ours, not a refusal of our op.
-    func serverMessageTooBig(_ c: WebSocketConnection, _ size: Int) {
-        guard c === connection else { return }
+    func serverMessageTooBig(_ size: Int) {
         tooLargeCounted = true
         diagnostics.warning("the server sent a message of \(size) bytes, more than this client accepts (\(options.maxMessageSize)); reconnecting")
     }
 
     func opened(_ c: WebSocketConnection) {
-        guard c === connection else { return }
         tooLargeCounted = false
         resubmitAttempts = 0
-        note(welcomes == 0 ? "connected to \(currentURL)" : "reconnected to \(currentURL)")
         c.send(text: session.connected().json)
     }
 
-    func received(_ c: WebSocketConnection, _ bytes: [UInt8]) {
-        guard c === connection, exitStatus == nil else { return }
+    func received(_ bytes: [UInt8]) {
+        guard exitStatus == nil else { return }
         let message: Message
         do throws(MessageError) {
             message = try bytes.withUnsafeBufferPointer { b throws(MessageError) in try Message.decode(b) }
@@ -311,8 +298,7 @@ public final class JoinTool {
         let out = session.received(message)
         if message.type == .ack { resubmitAttempts = 0 } // the server commits again
         if message.type == .welcome {
-            welcomes += 1
-            failures = 0
+            link.joined()
             let what = message.doc != nil ? "document of \(session.document.count) characters"
                 : "catching up from revision \(message.since ?? 0)"
             note("joined room \(message.room ?? "?") at revision \(message.rev ?? 0) (\(what))")
@@ -332,9 +318,7 @@ public final class JoinTool {
         checkDrained()
     }
 
-    func closed(_ c: WebSocketConnection, code: UInt16, reason: String) {
-        guard c === connection else { return }
-        connection = nil
+    func closed(code: UInt16, reason: String) {
         session.disconnected()
         resubmitTimer?.cancel() // the reconnect's catch-up resubmits
         if exitStatus != nil {
@@ -342,9 +326,7 @@ public final class JoinTool {
             loop.stop()
             return
         }
-        let why = reason.isEmpty ? "code \(code)" : "code \(code), \(reason)"
-        lastFailure = "connection closed (\(why))"
-        note("disconnected (\(why))")
+        note("disconnected (\(reason.isEmpty ? "code \(code)" : "code \(code), \(reason)"))")
         if code == CloseCode.messageTooBig && refusedAsTooLarge() { return }
         if isDrainedAtEnd {
             // Nothing left to deliver: no need to come back.
@@ -354,39 +336,19 @@ public final class JoinTool {
         scheduleReconnect()
     }
 
-    func connectFailed(_ c: WebSocketConnection, _ message: String) {
-        guard c === connection else { return }
-        connection = nil
+    func connectFailed(_ message: String) {
         if exitStatus != nil {
             loop.stop()
             return
         }
-        lastFailure = message
-        note("cannot connect to \(currentURL): \(message)")
+        note("cannot connect to \(link.currentURL): \(message)")
         scheduleReconnect()
     }
 
-    /// The next attempt goes to the next URL, round robin: the instance that was lost or refused
-    /// is the least likely to answer now. The backoff is the same as with one URL, also for the
-    /// first attempt after losing an established connection: that wait is at most 250 ms, and its
-    /// jitter is what spreads the clients of a dead instance over the survivors instead of all
-    /// landing at once (each brings a hello with a catch-up, maybe a room load from Redis).
-    /// Failures count across URLs, so --max-retries bounds the whole round, not each instance.
     func scheduleReconnect() {
-        failures += 1
-        if let max = options.maxRetries, failures > max {
-            diagnostics.error("cannot reach \(allURLs): \(lastFailure) (gave up after \(max) \(max == 1 ? "retry" : "retries"))")
+        if let giveUp = link.retry() {
+            diagnostics.error(giveUp)
             finish(ExitStatus.unavailable.rawValue)
-            return
-        }
-        urlIndex = (urlIndex + 1) % options.urls.count
-        let delay = options.backoff.delay(attempt: failures)
-        let of = options.maxRetries.map { " of \($0)" } ?? ""
-        let target = options.urls.count > 1 ? ", to \(currentURL)" : ""
-        note("retrying in \(Self.milliseconds(delay)) ms (retry \(failures)\(of)\(target))")
-        retryTimer = loop.schedule(after: delay) { [weak self] in
-            guard let self, self.exitStatus == nil else { return }
-            self.connect()
         }
     }
 
@@ -420,7 +382,7 @@ public final class JoinTool {
             if m.code == ErrorCode.tooLarge.rawValue && refusedAsTooLarge() { return }
             diagnostics.warning("server error (\(m.code ?? "?")): \(text); reconnecting")
             // The server closes after a fatal error; closing too makes sure we come back.
-            connection?.close(code: CloseCode.normal, reason: "reconnecting")
+            link.connection?.close(code: CloseCode.normal, reason: "reconnecting")
         }
     }
 
@@ -447,7 +409,7 @@ public final class JoinTool {
     func carryOut(_ out: ClientSession.Output, line: Int?) {
         for m in out.print { output.write(m) }
         if !out.print.isEmpty { scheduleFlush() }
-        if !out.send.isEmpty, let c = connection, c.state == .open {
+        if !out.send.isEmpty, let c = link.connection, c.state == .open {
             for m in out.send { c.send(text: m.json) }
         }
         for p in out.problems {
@@ -477,13 +439,8 @@ public final class JoinTool {
     /// Stdout failed: a reader that went away (EPIPE) ends the session quietly, anything else
     /// with status 74. Returns whether stdout is fine.
     func checkOutput() -> Bool {
-        guard let failure = output.failure else { return true }
-        if failure.errno == EPIPE {
-            finish(ExitStatus.ok.rawValue)
-        } else {
-            diagnostics.error("stdout: \(failure)")
-            finish(ExitStatus.ioError.rawValue)
-        }
+        guard let status = ExitStatus.afterFailure(of: output, diagnostics) else { return true }
+        finish(status.rawValue)
         return false
     }
 
@@ -588,9 +545,9 @@ public final class JoinTool {
             + Double(options.drainTimeout.components.attoseconds) / 1e18
         let shown = seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)"
         if session.hasDocument {
-            diagnostics.error("local edits were not acknowledged within \(shown) s (--drain-timeout): \(lastFailure.isEmpty ? "the server did not answer" : lastFailure)")
+            diagnostics.error("local edits were not acknowledged within \(shown) s (--drain-timeout): \(link.lastFailure.isEmpty ? "the server did not answer" : link.lastFailure)")
         } else {
-            diagnostics.error("could not join \(allURLs) within \(shown) s (--drain-timeout) to deliver the input: \(lastFailure.isEmpty ? "no answer" : lastFailure)")
+            diagnostics.error("could not join \(link.allURLs) within \(shown) s (--drain-timeout) to deliver the input: \(link.lastFailure.isEmpty ? "no answer" : link.lastFailure)")
         }
         finish(ExitStatus.unavailable.rawValue)
     }

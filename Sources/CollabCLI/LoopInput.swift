@@ -68,3 +68,21 @@ final class LoopInput {
         onEnd()
     }
 }
+
+extension EventLoop {
+    /// The event loop of a tool, nil (reported) if it cannot be made: libwebsockets' own logging
+    /// is off, since the tool reports failures itself, once, in its words; SIGINT and SIGTERM
+    /// go to `interrupted` on the loop thread.
+    static func forTool(_ diagnostics: Diagnostics, interrupted: @escaping (Int32) -> Void) -> EventLoop? {
+        var options = EventLoop.Options()
+        options.logLevel = .none
+        do {
+            let loop = try EventLoop(options: options)
+            loop.handleSignals([SIGINT, SIGTERM], interrupted)
+            return loop
+        } catch {
+            diagnostics.error("\(error)")
+            return nil
+        }
+    }
+}

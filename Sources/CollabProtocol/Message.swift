@@ -398,34 +398,57 @@ public struct DocumentEvent: Sendable {
 
     /// Decodes a line: a message object, or a bare op array (an `op`).
     public static func decode(_ bytes: UnsafeBufferPointer<UInt8>) throws(MessageError) -> DocumentEvent {
+        try Message.decodeLine(bytes, DocumentEvent(type: .op),
+                               bareOp: { DocumentEvent(type: .op, op: try TextOperation.read(from: &$0)) },
+                               type: { $0.type = $1 },
+                               field: { event, s, field in
+            switch field {
+            case .rev: event.rev = try Message.optionalInt(&s, "rev")
+            case .doc: event.doc = try Message.optionalString(&s, "doc")
+            case .op:
+                if try s.readNull() { event.op = nil } else {
+                    guard s.peek() == UInt8(ascii: "[") else { throw MessageError.badField("op", "must be an array") }
+                    event.op = try TextOperation.read(from: &s)
+                }
+            default: try s.skipValue()
+            }
+        })
+    }
+}
+
+extension Message {
+    /// What the partial decoders of a line (`DocumentEvent`, `MessageHeader`) share: a bare op
+    /// array goes to `bareOp`; an object's `type` to `type` and its other known fields to
+    /// `field`, which must consume the value; unknown fields are validated and skipped. Anything
+    /// else is the error `Message.decode` gives. Inlined, so the closures cost no calls on the
+    /// per-line hot path.
+    @inline(__always)
+    static func decodeLine<T>(_ bytes: UnsafeBufferPointer<UInt8>, _ initial: T,
+                              bareOp: (inout JSONScanner) throws -> T,
+                              type: (inout T, MessageType) -> Void,
+                              field: (inout T, inout JSONScanner, Field) throws -> Void) throws(MessageError) -> T {
         var scanner = JSONScanner(bytes)
         do {
             switch scanner.peek() {
             case UInt8(ascii: "[")?:
-                let op = try TextOperation.read(from: &scanner)
+                let value = try bareOp(&scanner)
                 try scanner.expectEnd()
-                return DocumentEvent(type: .op, op: op)
+                return value
             case UInt8(ascii: "{")?:
-                var event = DocumentEvent(type: .op)
+                var value = initial
                 var sawType = false
                 try scanner.readObject(rawKeys: { s, key in
-                    switch Message.Field(key) {
-                    case .type?:
-                        event.type = try Message.readType(&s)
+                    guard let f = Field(key) else { return try s.skipValue() }
+                    if case .type = f {
+                        type(&value, try readType(&s))
                         sawType = true
-                    case .rev?: event.rev = try Message.optionalInt(&s, "rev")
-                    case .doc?: event.doc = try Message.optionalString(&s, "doc")
-                    case .op?:
-                        if try s.readNull() { event.op = nil } else {
-                            guard s.peek() == UInt8(ascii: "[") else { throw MessageError.badField("op", "must be an array") }
-                            event.op = try TextOperation.read(from: &s)
-                        }
-                    default: try s.skipValue()
+                    } else {
+                        try field(&value, &s, f)
                     }
                 })
                 try scanner.expectEnd()
                 guard sawType else { throw MessageError.missingType }
-                return event
+                return value
             case nil:
                 throw MessageError.syntax(JSONSyntaxError(reason: "empty line", offset: 0))
             default:

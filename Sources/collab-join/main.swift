@@ -86,11 +86,7 @@ struct CollabJoin: ParsableCommand {
     func run() throws {
         var options = JoinOptions(urls: urls, user: user ?? JoinOptions.defaultUser())
         options.name = name
-        if let token {
-            options.token = token
-        } else if let t = getenv("COLLAB_TOKEN"), t.pointee != 0 {
-            options.token = String(cString: t)
-        }
+        options.token = JoinOptions.token(token)
         options.snapshot = snapshot
         options.listen = listen
         options.maxRetries = maxRetries

@@ -6,71 +6,10 @@ import XCTest
 import Glibc
 #endif
 
-/// A running `collab-serve`.
-final class ServerProcess {
-    let child: ChildProcess
-    let port: Int
-    var url: String { "ws://127.0.0.1:\(port)" }
-
-    init(child: ChildProcess, port: Int) {
-        self.child = child
-        self.port = port
-    }
-}
-
-/// Base class: finds the binaries, starts servers and joins, and stops every process it started
-/// on teardown.
-class JoinTestCase: XCTestCase {
-    private var children: [ChildProcess] = []
-
-    override class func setUp() {
-        super.setUp()
-        signal(SIGPIPE, SIG_IGN)
-    }
-
-    override func tearDown() {
-        for c in children { c.kill9() }
-        children = []
-        super.tearDown()
-    }
-
-    func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("collab-join-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
-
+/// Base class: starts servers and joins (see `ProcessTestCase`, which stops them on teardown).
+class JoinTestCase: ProcessTestCase {
     func spawn(_ name: String, _ arguments: [String], stdinNull: Bool = false) throws -> ChildProcess {
-        // A developer's COLLAB_TOKEN would make every join authenticate.
-        let c = try ChildProcess(try BinaryLocator.require(name), arguments, stdin: stdinNull ? .null : .pipe, unsetting: ["COLLAB_TOKEN"])
-        children.append(c)
-        return c
-    }
-
-    /// Starts `collab-serve` on `port` (0: a free one) with `data`, and waits until it listens.
-    /// Restarting on a fixed port retries briefly while the old socket is still being released.
-    func startServer(data: URL?, port: Int = 0, extra: [String] = [],
-                     file: StaticString = #filePath, line: UInt = #line) throws -> ServerProcess {
-        let deadline = Date(timeIntervalSinceNow: 10)
-        while true {
-            let child = try spawn("collab-serve", ["--port", "\(port)"] + (data.map { ["--data", $0.path] } ?? []) + ["--log-level", "info"] + extra,
-                                  stdinNull: true)
-            var found: Int?
-            child.stderr.wait(timeout: 10) { data in
-                let text = String(decoding: data, as: UTF8.self)
-                guard let r = text.range(of: "listening on ws://127.0.0.1:") else { return false }
-                let digits = text[r.upperBound...].prefix { $0.isNumber }
-                guard let p = Int(digits), text[r.upperBound...].dropFirst(digits.count).first?.isNewline == true else { return false }
-                found = p
-                return true
-            }
-            if let found { return ServerProcess(child: child, port: found) }
-            let status = child.waitForExit(timeout: 5)
-            if Date() < deadline && status == 69 { continue } // address still in use: try again
-            XCTFail("collab-serve did not start (status \(status.map(String.init) ?? "?")): \(child.stderr.text)", file: file, line: line)
-            throw XCTSkip("no server")
-        }
+        try spawn(name, arguments, stdin: stdinNull ? .null : .pipe)
     }
 
     /// Starts `collab-join ARGS URL`.

@@ -169,6 +169,8 @@ public final class ChildProcess: @unchecked Sendable {
         case null
         /// The read end of a pipe another child writes (a pipeline).
         case from(Pipe)
+        /// A regular file: input is not a pipe, as for a redirect.
+        case file(FileHandle)
     }
 
     public enum Output {
@@ -209,6 +211,7 @@ public final class ChildProcess: @unchecked Sendable {
         case .pipe: process.standardInput = input
         case .null: process.standardInput = FileHandle.nullDevice
         case .from(let pipe): process.standardInput = pipe
+        case .file(let handle): process.standardInput = handle
         }
         let output: Pipe? = if case .pipe = stdout { Pipe() } else { nil }
         switch stdout {
@@ -232,7 +235,7 @@ public final class ChildProcess: @unchecked Sendable {
         switch stdin {
         case .pipe: try? input?.fileHandleForReading.close()
         case .from(let pipe): try? pipe.fileHandleForReading.close()
-        case .null: break
+        case .null, .file: break
         }
         self.stdout = OutputCollector(fd: output?.fileHandleForReading.fileDescriptor ?? -1)
         self.stderr = OutputCollector(fd: errors.fileHandleForReading.fileDescriptor)
