@@ -9,6 +9,9 @@ struct OwnPresence: Sendable {
     var typing: Bool?
     var status: String?
     var extra: JSONObject?
+    /// Not sent yet: the caret is inside text this client inserted and the server has not
+    /// acknowledged, a place the server's revision has no position for.
+    var held = false
 
     var isSet: Bool { cursor != nil || typing != nil || status != nil || extra != nil }
 
@@ -67,19 +70,26 @@ extension ClientSession {
     /// pending edits, so the cursor is mapped back through them first: the server moves it
     /// forward again, as the cursor owner's own ops, when they commit. Waiting for the edits to
     /// be acknowledged instead would silence the presence of anyone typing faster than the
-    /// round trip.
+    /// round trip. Only a caret inside our own unacknowledged text has no such place (mapped
+    /// back it collapses to where the text starts, and forward again to where it ends): that
+    /// presence waits for the acknowledgement.
     mutating func sendPresence(_ out: inout Output) {
         guard let ot else { return }
         var p = Message(.presence)
         p.rev = ot.revision
         if let c = own.cursor {
+            let pending = pendingOps(ot)
             var mapped = c
-            for op in pendingOps(ot).reversed() {
-                let back = op.positionInverse()
-                mapped = mapped.transformed(by: back, isOwnOp: false)
+            for op in pending.reversed() { mapped = mapped.transformed(by: op.positionInverse(), isOwnOp: false) }
+            var forward = mapped
+            for op in pending { forward = forward.transformed(by: op, isOwnOp: true) }
+            guard forward == c else {
+                own.held = true
+                return
             }
             p.cursor = mapped
         }
+        own.held = false
         p.typing = own.typing
         p.status = own.status
         p.extra = own.extra
@@ -103,6 +113,11 @@ extension ClientSession {
         if client == clientID { return own.cursor }
         for op in pendingOps(ot) { c = c.transformed(by: op, isOwnOp: false) }
         return c
+    }
+
+    /// An acknowledgement arrived: a held presence may have a place now.
+    mutating func acknowledged(_ out: inout Output) {
+        if own.held && isLive { sendPresence(&out) }
     }
 
     /// Keeps the roster as the server reports it.

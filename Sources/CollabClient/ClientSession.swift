@@ -196,6 +196,7 @@ public struct ClientSession: Sendable {
             out.print.insert(line, at: out.print.count - 1) // the op, then its ack
             ot = client
             roster.integrate(rev: rev, op: committed, client: clientID)
+            acknowledged(&out)
             sentSeq = nil
             if let next { queue(next, &out) }
         } catch {

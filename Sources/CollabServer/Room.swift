@@ -224,6 +224,7 @@ public struct Room: Sendable {
         join.color = member.color
         join.initials = member.initials
         join.client = client
+        join.ts = now
         if member.observer {
             members[connection] = member
             fx.sends.append(Delivery(to: [connection], presence.rosterMessage(room: name)))

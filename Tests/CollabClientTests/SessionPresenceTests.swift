@@ -101,4 +101,24 @@ final class SessionPresenceTests: XCTestCase {
         _ = s.received(leave)
         XCTAssertNil(s.roster["b"])
     }
+
+    func testACaretInsideUnacknowledgedOwnTextWaitsForTheAck() throws {
+        var s = live(doc: "", rev: 0)
+        _ = s.input(try line(#"{"type":"insert","pos":0,"text":"hello"}"#))
+        // Between "he" and "llo": revision 0 has no such place.
+        XCTAssertTrue(s.input(try line(#"{"type":"cursor","anchor":2}"#)).send.isEmpty)
+        var ack = Message(.ack)
+        ack.seq = 1
+        ack.rev = 1
+        let out = s.received(ack)
+        let p = try XCTUnwrap(out.send.first { $0.type == .presence })
+        XCTAssertEqual(p.rev, 1)
+        XCTAssertEqual(p.cursor, Selection(anchor: 2, head: 2))
+        // At the end of unacknowledged text it is sent at once: the server's own-op transform
+        // puts it back after the text.
+        _ = s.input(try line(#"{"type":"insert","pos":5,"text":"!"}"#))
+        let atEnd = try XCTUnwrap(s.input(try line(#"{"type":"cursor","anchor":6}"#)).send.first)
+        XCTAssertEqual(atEnd.rev, 1)
+        XCTAssertEqual(atEnd.cursor, Selection(anchor: 5, head: 5))
+    }
 }
