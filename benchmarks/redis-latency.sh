@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-instance latency of collab-serve --redis, release build: a redis-server and two collab-serve
-# processes A and B (the binaries of this build, each with its own --data directory) sharing one
+# processes A and B (the binaries of this build; --redis instances need no data directory) sharing one
 # room; writers on A, readers on B and on A, all WebSocket clients on one loop in the test process
 # (Tests/CollabServerTests/RedisLatencyBenchmarks.swift, skipped in normal test runs).
 # Per op it measures the time from the writer's send to its arrival at each reader on B
