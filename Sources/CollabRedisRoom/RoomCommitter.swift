@@ -243,15 +243,7 @@ public final class RoomCommitter {
             }
             for earlier in ops { op = op.transformed(against: earlier, side: .right) }
             ops.append(op)
-            var m = Message(.op)
-            m.room = keys.room
-            m.user = s.user
-            m.client = s.client
-            m.seq = s.seq
-            m.rev = cacheEnd + 1 + i
-            m.op = op
-            m.ts = ts
-            messages.append(m)
+            messages.append(message(s, op: op, rev: cacheEnd + 1 + i, ts: ts))
         }
         let wire = zip(batch, messages).map { (client: $0.client, seq: $0.seq, message: Array($1.json.utf8)) }
         RoomLog.commitBatch(on: connection, script: batchScript, keys: keys, expectedRevision: cacheEnd, ops: wire) { [self] result in
@@ -308,15 +300,21 @@ public final class RoomCommitter {
         commit(s, op: op, expected: cacheEnd, attempts: attempts + 1)
     }
 
-    func commit(_ s: Submission, op: TextOperation, expected: Int, attempts: Int) {
+    /// The committed op message as the stream stores it and the channel carries it.
+    func message(_ s: Submission, op: TextOperation, rev: Int, ts: Int) -> Message {
         var m = Message(.op)
         m.room = keys.room
         m.user = s.user
         m.client = s.client
         m.seq = s.seq
-        m.rev = expected + 1
+        m.rev = rev
         m.op = op
-        m.ts = clock()
+        m.ts = ts
+        return m
+    }
+
+    func commit(_ s: Submission, op: TextOperation, expected: Int, attempts: Int) {
+        var m = message(s, op: op, rev: expected + 1, ts: clock())
         let bytes = Array(m.json.utf8)
         RoomLog.commit(on: connection, script: script, keys: keys, expectedRevision: expected, client: s.client,
                        seq: s.seq, message: bytes) { [self] result in
