@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "collab-serve", targets: ["collab-serve"]),
         .executable(name: "collab-join", targets: ["collab-join"]),
         .executable(name: "collab-bridge", targets: ["collab-bridge"]),
+        .executable(name: "collab-bench", targets: ["collab-bench"]),
         .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
         .library(name: "CollabOT", targets: ["CollabOT"]),
         .library(name: "CollabPresence", targets: ["CollabPresence"]),
@@ -22,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Latency percentiles of collab-bench: fixed memory, constant-time recording.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C libraries from Debian, bound as system libraries. Each module map points at a tiny shim
@@ -44,7 +47,8 @@ let package = Package(
         // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
         // of each tool, so executables stay thin and tests drive tools in-process.
         .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces", "CollabClient", "CollabTransport",
-                                                 "CollabRedis", "CollabRedisRoom"]),
+                                                 "CollabRedis", "CollabRedisRoom",
+                                                 .product(name: "Histogram", package: "hdrhistogram-swift")]),
         // The libwebsockets event loop: WebSocket server and client, HTTP GET, raw fds, timers,
         // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
         .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
@@ -66,6 +70,7 @@ let package = Package(
         .executableTarget(name: "collab-serve", dependencies: ["CollabServer", "CollabRedis", argumentParser]),
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
+        .executableTarget(name: "collab-bench", dependencies: ["CollabCLI", argumentParser]),
 
         // What the test targets share: the seeded generator, child processes with bounded waits,
         // polling, loopback sockets. Foundation and XCTest only, so any test target may use it.
