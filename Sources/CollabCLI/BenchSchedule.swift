@@ -58,6 +58,13 @@ public struct WriterSchedule: Sendable {
         public var late: Bool
         /// Its due time falls in the measured window (its latencies count).
         public var measured: Bool
+
+        public init(seq: Int, reference: UInt64, late: Bool, measured: Bool) {
+            self.seq = seq
+            self.reference = reference
+            self.late = late
+            self.measured = measured
+        }
     }
 
     /// Due times of ops waiting for the op in flight, oldest first (`waitingHead` onwards). It

@@ -13,7 +13,7 @@ struct CollabBench: ParsableCommand {
         discussion: """
         Opens --clients WebSocket connections to the server (one process, one event loop), spread over --rooms rooms of its own (PREFIX-0, PREFIX-1, ...: client i joins room i mod ROOMS through URL i mod the number of URLs), and makes the first --active of them writers. Connections are opened --connecting at a time: each says hello and waits for its welcome before another is opened, so the server's accept queue is never flooded. The open-file limit is raised to its hard limit first (10,000 connections need 10,000 descriptors).
 
-        Once every client has joined, each writer sends single-character inserts at --rate ops/s, at a random position of the document as it knows it, for the --warmup and the measured --duration. The schedule is open loop: ops fall due on a fixed schedule whatever the server does (writer w's k-th op at (k + w/ACTIVE) / RATE seconds, so the writers' phases are spread over a period). The protocol allows one op in flight per client, so an op that falls due while the previous one is unacknowledged waits and is sent right after that ack, and its latency counts from its due time, not from its late send: a slow server then shows as latency instead of as fewer measurements (no coordinated omission). "late" counts such ops.
+        Once every client has joined, it waits until no message has arrived for 250 ms (every join is announced to the room and every newcomer gets the roster: a room of 1,000 takes half a million messages to settle, and ops sent earlier would measure that backlog). Then each writer sends single-character inserts at --rate ops/s, at a random position of the document as it knows it, for the --warmup and the measured --duration. The schedule is open loop: ops fall due on a fixed schedule whatever the server does (writer w's k-th op at (k + w/ACTIVE) / RATE seconds, so the writers' phases are spread over a period). The protocol allows one op in flight per client, so an op that falls due while the previous one is unacknowledged waits and is sent right after that ack, and its latency counts from its due time, not from its late send: a slow server then shows as latency instead of as fewer measurements (no coordinated omission). "late" counts such ops.
 
         Every client measures, on the monotonic clock, the time from an op's reference time (its send, or its due time when it was late) to its own receipt of that op (matched by the sender's client id and seq): the delivery latency, over all receivers; and each writer the time to its ack. Percentiles come from HdrHistograms (1 µs to 60 s, 3 significant digits). Only ops due in the measured window count for latency; deliveries/s counts deliveries received in the window. "send lag" is how late ops left: the timer's lateness, or the wait for the previous ack.
 
@@ -48,8 +48,8 @@ struct CollabBench: ParsableCommand {
     @Option(help: ArgumentHelp("Connections to open and hold.", valueName: "n"))
     var clients: Int = 100
 
-    @Option(help: ArgumentHelp("How many of the clients send ops (the first N; the rest only receive).", valueName: "n"))
-    var active: Int = 10
+    @Option(help: ArgumentHelp("How many of the clients send ops (the first N; the rest only receive; default 10, or all clients when fewer).", valueName: "n"))
+    var active: Int?
 
     @Option(help: ArgumentHelp("Ops per second per active client (open loop).", valueName: "ops"))
     var rate: Double = 5
@@ -91,7 +91,7 @@ struct CollabBench: ParsableCommand {
         if let problem = BenchOptions.problem(with: urls) { throw ValidationError(problem) }
         guard rooms >= 1 else { throw ValidationError("--rooms must be at least 1") }
         guard clients >= 1 else { throw ValidationError("--clients must be at least 1") }
-        guard (0 ... clients).contains(active) else { throw ValidationError("--active must be between 0 and --clients") }
+        if let active, !(0 ... clients).contains(active) { throw ValidationError("--active must be between 0 and --clients") }
         guard rate > 0, rate.isFinite, rate <= 100_000 else { throw ValidationError("--rate must be a positive number of ops per second (at most 100000)") }
         for (name, v, least) in [("--duration", duration, 0.001), ("--warmup", warmup, 0), ("--drain-timeout", drainTimeout, 0.001), ("--connect-timeout", connectTimeout, 0.001)] {
             guard v.isFinite, v >= least, v <= 86_400 else { throw ValidationError("\(name) must be \(least > 0 ? "a positive" : "a") number of seconds") }
@@ -110,7 +110,7 @@ struct CollabBench: ParsableCommand {
         var options = BenchOptions(urls: urls, roomPrefix: roomPrefix ?? BenchOptions.randomPrefix())
         options.rooms = rooms
         options.clients = clients
-        options.active = active
+        options.active = active ?? min(10, clients)
         options.rate = rate
         options.duration = Self.duration(duration)
         options.warmup = Self.duration(warmup)
