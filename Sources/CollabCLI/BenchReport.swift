@@ -79,6 +79,8 @@ public struct BenchReport: Sendable {
     /// Length of the measured window as it happened (it may end early on a signal).
     public var windowSeconds = 0.0
     public var connectSeconds = 0.0
+    /// Handshakes that failed while connecting and were tried again.
+    public var connectRetries = 0
     /// From the last welcome until the connections fell quiet (joins and rosters delivered).
     public var settleSeconds = 0.0
     public var drainSeconds = 0.0
@@ -184,6 +186,7 @@ public struct BenchReport: Sendable {
         w.key("duration_s"); num(windowSeconds)
         w.key("connect_s"); num(connectSeconds)
         w.key("settle_s"); num(settleSeconds)
+        w.key("connect_retries"); w.int(connectRetries)
         w.key("drain_s"); num(drainSeconds)
         w.key("drained"); w.bool(drained)
         w.key("sent"); w.int(sent)
@@ -199,6 +202,8 @@ public struct BenchReport: Sendable {
         w.key("errors"); w.int(errors)
         w.key("disconnects"); w.int(disconnects)
         w.key("ok"); w.bool(isClean)
+        w.key("window_sent"); w.int(windowSent)
+        w.key("window_deliveries"); w.int(windowDeliveries)
         w.key("ops_per_s"); num(opsPerSecond, 1)
         w.key("deliveries_per_s"); num(deliveriesPerSecond, 1)
         summary("latency_ms", latency)
@@ -264,7 +269,7 @@ public struct BenchReport: Sendable {
         func line(_ s: String) { out += s + "\n" }
         let target = urls.joined(separator: " ")
         line("collab-bench \(target): \(rooms) room\(rooms == 1 ? "" : "s"), \(group(clients)) clients, \(active) active at \(fixed(rate, rate == rate.rounded() ? 0 : 2)) ops/s each")
-        line("window      \(fixed(windowSeconds, 1)) s after \(fixed(warmupSeconds, 1)) s warm-up (connecting took \(fixed(connectSeconds, 1)) s, settling \(fixed(settleSeconds, 1)) s, drain \(fixed(drainSeconds, 2)) s\(drained ? "" : ", timed out"))")
+        line("window      \(fixed(windowSeconds, 1)) s after \(fixed(warmupSeconds, 1)) s warm-up (connecting took \(fixed(connectSeconds, 1)) s\(connectRetries > 0 ? " with \(connectRetries) retried" : ""), settling \(fixed(settleSeconds, 1)) s, drain \(fixed(drainSeconds, 2)) s\(drained ? "" : ", timed out"))")
         line("ops         sent \(group(sent)), acked \(group(acked)), late \(group(late)) (due while the previous op was unacknowledged)")
         line("deliveries  expected \(group(expected)), delivered \(group(delivered)), missing \(group(missing)), duplicates \(group(duplicates)), out of order \(group(outOfOrder))")
         if errors + disconnects + unmatched + foreign > 0 {

@@ -78,6 +78,8 @@ final class BenchClient {
     var connection: WebSocketConnection?
     var joined = false
     var closed = false
+    /// Connection attempts so far (a failed handshake is retried while connecting).
+    var attempts: UInt8 = 0
     /// Highest revision seen (ops and own acks): revisions must arrive in increasing order.
     var lastRevision = 0
     /// Others' ops received.
@@ -141,6 +143,7 @@ public final class BenchTool {
     // Connecting.
     var nextClient = 0
     var pending = 0
+    var connectRetries = 0
     var joinedCount = 0
     var connectStarted: UInt64 = 0
     var connectSeconds = 0.0
@@ -313,18 +316,41 @@ public final class BenchTool {
             let client = clients[nextClient]
             nextClient += 1
             pending += 1
-            var base = options.urls[client.index % options.urls.count]
-            if base.hasSuffix("/") { base.removeLast() }
-            do {
-                let c = try loop.connect(to: base + "/" + roomName(client.room), options: clientOptions, handlers: handlers)
-                c.userInfo = client
-                client.connection = c
-            } catch {
-                abort(.usage, "\(error)")
-                return
-            }
+            open(client)
         }
     }
+
+    func open(_ client: BenchClient) {
+        var base = options.urls[client.index % options.urls.count]
+        if base.hasSuffix("/") { base.removeLast() }
+        client.attempts += 1
+        client.closed = false
+        do {
+            let c = try loop.connect(to: base + "/" + roomName(client.room), options: clientOptions, handlers: handlers)
+            c.userInfo = client
+            client.connection = c
+        } catch {
+            abort(.usage, "\(error)")
+        }
+    }
+
+    /// A client that has not joined yet lost its connection: try again, a few times, unless the
+    /// server was never reached (nobody joined yet) or the run is past connecting. A busy machine
+    /// occasionally drops a handshake among thousands; one loss should not void the run.
+    func joinFailed(_ client: BenchClient, _ why: String) {
+        let url = options.urls[client.index % options.urls.count]
+        guard phase == .connecting, joinedCount > 0, client.attempts < Self.maxAttempts else {
+            abort(.unavailable, "client \(client.index) could not connect to \(url) and join (\(joinedCount) of \(clients.count) joined): \(why)")
+            return
+        }
+        connectRetries += 1
+        note("client \(client.index): \(why); connecting again")
+        loop.schedule(after: .milliseconds(100 * Int64(client.attempts))) { [unowned self] in
+            if self.phase == .connecting { self.open(client) }
+        }
+    }
+
+    static let maxAttempts: UInt8 = 3
 
     func opened(_ c: WebSocketConnection) {
         guard let client = c.userInfo as? BenchClient else { return }
@@ -343,8 +369,7 @@ public final class BenchTool {
         c.userInfo = nil
         client.connection = nil
         client.closed = true
-        let url = options.urls[client.index % options.urls.count]
-        abort(.unavailable, "client \(client.index) could not connect to \(url) (\(joinedCount) of \(clients.count) joined): \(message)")
+        joinFailed(client, message)
     }
 
     func welcomed(_ client: BenchClient, _ f: BenchFrame, _ t: UInt64) {
@@ -577,8 +602,12 @@ public final class BenchTool {
         client.closed = true
         if phase == .finished { return }
         if phase == .connecting || phase == .settling {
-            let why = reason.isEmpty ? "code \(code)" : "code \(code), \(reason)"
-            abort(.unavailable, "client \(client.index) lost its connection while joining (\(joinedCount) of \(clients.count) joined): \(why)")
+            let why = "connection closed (code \(code)\(reason.isEmpty ? "" : ", " + reason))"
+            if client.joined {
+                abort(.unavailable, "client \(client.index) lost its connection while the others joined: \(why)")
+            } else {
+                joinFailed(client, why)
+            }
             return
         }
         disconnects += 1
@@ -663,6 +692,7 @@ public final class BenchTool {
         r.rate = options.active > 0 ? options.rate : 0
         r.warmupSeconds = Self.seconds(Self.nanos(options.warmup))
         r.connectSeconds = connectSeconds
+        r.connectRetries = connectRetries
         r.settleSeconds = settleSeconds
         r.sent = sent
         r.acked = acked
