@@ -5,7 +5,9 @@
 // from getrusage) of each side per message. No WebSocket framing, no JSON, no event library: the
 // floor under any server and any load generator on this machine.
 //
-// usage: loopback-floor N MESSAGE_BYTES ROUNDS_PER_S SECONDS epoll|poll
+// usage: loopback-floor N MESSAGE_BYTES ROUNDS_PER_S SECONDS epoll|poll [OPS_PER_MESSAGE]
+// (OPS_PER_MESSAGE: how many ops one message stands for, when it batches several; the costs are
+// then also printed per op.)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -34,13 +36,14 @@ static double cpu(int who) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s N MESSAGE_BYTES ROUNDS_PER_S SECONDS epoll|poll\n", argv[0]);
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: %s N MESSAGE_BYTES ROUNDS_PER_S SECONDS epoll|poll [OPS_PER_MESSAGE]\n", argv[0]);
         return 64;
     }
     int n = atoi(argv[1]), size = atoi(argv[2]);
     double rate = atof(argv[3]), seconds = atof(argv[4]);
     int use_epoll = strcmp(argv[5], "epoll") == 0;
+    int ops = argc == 7 ? atoi(argv[6]) : 1;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -100,8 +103,8 @@ int main(int argc, char **argv) {
             }
         }
         double c = cpu(RUSAGE_SELF) - c0;
-        printf("receiver (%s): %.2f µs CPU per message (%ld of %ld bytes)\n", use_epoll ? "epoll" : "poll",
-               c * 1e6 / (bytes / size), bytes, want);
+        printf("receiver (%s): %.2f µs CPU per message, %.2f per op (%ld of %ld bytes)\n", use_epoll ? "epoll" : "poll",
+               c * 1e6 / (bytes / size), c * 1e6 / (bytes / size) / ops, bytes, want);
         return bytes == want ? 0 : 1;
     }
     for (int i = 0; i < n; i++) close(in[i]);
@@ -121,8 +124,8 @@ int main(int argc, char **argv) {
         }
     }
     double c = cpu(RUSAGE_SELF) - c0;
-    printf("sender: %.2f µs CPU per message (%ld messages, %d connections, %d bytes, %.0f per second)\n",
-           c * 1e6 / total, total, n, size, total / (now() - start));
+    printf("sender: %.2f µs CPU per message, %.2f per op (%ld messages, %d connections, %d bytes, %.0f per second)\n",
+           c * 1e6 / total, c * 1e6 / total / ops, total, n, size, total / (now() - start));
     int status;
     waitpid(child, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;

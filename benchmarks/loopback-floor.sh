@@ -18,5 +18,5 @@ for mode in epoll poll; do
 done
 for k in 2 4 8; do
     echo "-- $k messages of 120 bytes per send():"
-    "$bin" 1000 $((120 * k)) "$(python3 -c "print(50 / $k)")" "$seconds" epoll
+    "$bin" 1000 $((120 * k)) "$(python3 -c "print(50 / $k)")" "$seconds" epoll "$k"
 done
