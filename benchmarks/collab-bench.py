@@ -4,7 +4,7 @@ prints each run and the medians as Markdown rows for BENCHMARKS.md. Not a timed 
 machines are noisy, so each run also records the load average before it and how much CPU other
 processes took during its window; compare ratios within one invocation and prefer quiet runs.
 
-usage: collab-bench.py fanout|idle [--redis] [--runs N] [--bin DIR] [-- EXTRA collab-bench ARGS]
+usage: collab-bench.py fanout|idle [--redis] [--pin] [--runs N] [--bin DIR] [-- EXTRA collab-bench ARGS]
 
   fanout  1,000 clients in one room, 10 active at 5 ops/s each (about 50,000 deliveries/s),
           2 s warm-up, 20 s measured, with the server's CPU per delivery and RSS.
@@ -63,12 +63,16 @@ def read_until(proc, needle, timeout):
 class Processes:
     """Children of one run, stopped (SIGTERM, then SIGKILL) on exit."""
 
-    def __init__(self):
+    def __init__(self, cpus=None):
         self.children = []
         self.dirs = []
+        self.cpus = cpus
 
     def start(self, args, **kw):
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+        cpus = self.cpus
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             preexec_fn=pin, **kw)
         self.children.append(p)
         return p
 
@@ -96,8 +100,8 @@ def serve(procs, bindir, extra):
     return p, url
 
 
-def run_once(scenario, redis, bindir, extra):
-    with Processes() as procs:
+def run_once(scenario, redis, bindir, extra, pin=False):
+    with Processes({0} if pin else None) as procs:
         pids, labels, urls = [], [], []
         if redis:
             port = free_port()
@@ -131,7 +135,8 @@ def run_once(scenario, redis, bindir, extra):
             args += ["--server-pid", str(pid)]
         args += urls
         started = time.strftime("%H:%M:%S")
-        out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+        out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600,
+                             preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if pin else None)
         if out.returncode not in (0, 1) or not out.stdout.strip():
             raise RuntimeError(f"collab-bench exited {out.returncode}: {out.stderr.decode(errors='replace')}")
         result = json.loads(out.stdout)
@@ -140,6 +145,7 @@ def run_once(scenario, redis, bindir, extra):
         result["_command"] = " ".join(a if not a.isdigit() or a not in map(str, pids) else "PID" for a in args[1:])
         result["_load_before"] = float(loadavg)
         result["_time"] = started
+        result["_pinned"] = pin
         return result
 
 
@@ -167,7 +173,8 @@ def fanout_row(r):
     return (f"| {r['_time']} | {r['_load_before']:.2f} | {fmt(r['machine'].get('others_percent'), 0)} % "
             f"| {r['sent']:,} | {r['delivered']:,} | {r['missing']:,} | {fmt(r['deliveries_per_s'], 0)} "
             f"| {fmt(lat['p50'])} | {fmt(lat['p90'])} | **{fmt(lat['p99'])}** | {fmt(lat['p999'])} | {fmt(lat['max'])} "
-            f"| {fmt(ack['p50'])} / {fmt(ack['p99'])} | {r['late']} | {cpu} | {rss} "
+            f"| {fmt(ack['p50'])} / {fmt(ack['p99'])} | {fmt(r['fanout_ms']['p50'])} / {fmt(r['fanout_ms']['p99'])} "
+            f"| {r['late']} | {cpu} | {rss} "
             f"| {fmt(r['generator']['cpu_us_per_delivery'])} |")
 
 
@@ -199,15 +206,16 @@ def main():
             bindir = argv[i + 1]
     results = []
     for k in range(runs):
-        r = run_once(scenario, redis, bindir, extra)
+        r = run_once(scenario, redis, bindir, extra, pin="--pin" in argv)
         results.append(r)
         print(f"run {k + 1}/{runs} at {r['_time']}: load {r['_load_before']:.2f}, status {r['_status']}", file=sys.stderr)
-    print(f"machine: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; {'two collab-serve --redis instances + redis-server' if redis else 'one collab-serve'}; {runs} runs")
+    print(f"machine: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; {'two collab-serve --redis instances + redis-server' if redis else 'one collab-serve'}; {runs} runs"
+          + ("; servers pinned to CPU 0, collab-bench to CPU 1" if "--pin" in argv else ""))
     print(f"command: collab-bench {results[0]['_command']}")
     print()
     if scenario == "fanout":
-        print("| time | load before | others' CPU | sent | delivered | missing | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | ack p50 / p99 ms | late | server µs CPU/delivery | server RSS MiB | generator µs CPU/delivery |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| time | load before | others' CPU | sent | delivered | missing | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | ack p50 / p99 ms | fan-out p50 / p99 ms | late | server µs CPU/delivery | server RSS MiB | generator µs CPU/delivery |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
             print(fanout_row(r))
         med = lambda f: statistics.median(f(r) for r in results)

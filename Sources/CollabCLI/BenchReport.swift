@@ -108,6 +108,10 @@ public struct BenchReport: Sendable {
     public var latency = LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0)
     public var ack = LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0)
     public var sendLag = LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0)
+    /// Per op: the latency of its first receiver, and the time from its first receiver to its
+    /// last (how long its fan-out took through the server and the receiving side).
+    public var firstDelivery = LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0)
+    public var fanout = LatencySummary(count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0)
 
     public var servers: [ProcessUsage] = []
     public var generator: ProcessUsage?
@@ -209,6 +213,8 @@ public struct BenchReport: Sendable {
         summary("latency_ms", latency)
         summary("ack_ms", ack)
         summary("send_lag_ms", sendLag)
+        summary("first_delivery_ms", firstDelivery)
+        summary("fanout_ms", fanout)
         if !servers.isEmpty {
             let rss = servers.reduce(0) { $0 + $1.rssBytes }
             let peak = servers.reduce(0) { $0 + $1.peakRSSBytes }
@@ -278,7 +284,7 @@ public struct BenchReport: Sendable {
         line("throughput  \(group(Int(deliveriesPerSecond.rounded()))) deliveries/s, \(fixed(opsPerSecond, 1)) ops/s in the window")
         line("")
         line("latency (ms)        p50       p90       p99     p99.9       max      count")
-        for (label, s) in [("delivery", latency), ("ack", ack), ("send lag", sendLag)] {
+        for (label, s) in [("delivery", latency), ("ack", ack), ("first recv", firstDelivery), ("fan-out", fanout), ("send lag", sendLag)] {
             let cells = [s.p50, s.p90, s.p99, s.p999, s.max].map { pad(fixed($0, 2), 10) }.joined()
             line(label + String(repeating: " ", count: max(0, 12 - label.count)) + cells + pad(group(s.count), 11))
         }

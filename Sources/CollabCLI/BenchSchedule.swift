@@ -125,6 +125,9 @@ public struct SendLog: Sendable {
     private var references: [UInt64]
     /// seq << 1 | measured, 0 for an empty slot.
     private var tags: [UInt64]
+    /// Per op: when its first receiver got it, and how many have so far.
+    private var firstReceipts: [UInt64]
+    private var receipts: [UInt32]
     private let mask: Int
 
     /// `capacity` is rounded up to a power of two.
@@ -133,6 +136,8 @@ public struct SendLog: Sendable {
         while c < max(2, capacity) { c <<= 1 }
         references = Array(repeating: 0, count: c)
         tags = Array(repeating: 0, count: c)
+        firstReceipts = Array(repeating: 0, count: c)
+        receipts = Array(repeating: 0, count: c)
         mask = c - 1
     }
 
@@ -142,6 +147,19 @@ public struct SendLog: Sendable {
         let i = s.seq & mask
         references[i] = s.reference
         tags[i] = UInt64(s.seq) << 1 | (s.measured ? 1 : 0)
+        firstReceipts[i] = 0
+        receipts[i] = 0
+    }
+
+    /// Counts a receipt of `seq` at `time`; returns how many receivers have it now and when the
+    /// first one got it (nil when `seq` is no longer in the ring).
+    public mutating func noteReceipt(_ seq: Int, at time: UInt64) -> (count: Int, first: UInt64)? {
+        guard seq > 0 else { return nil }
+        let i = seq & mask
+        guard tags[i] >> 1 == UInt64(seq) else { return nil }
+        if receipts[i] == 0 { firstReceipts[i] = time }
+        receipts[i] &+= 1
+        return (Int(receipts[i]), firstReceipts[i])
     }
 
     /// The reference time and whether it is measured, if `seq` is still in the ring.

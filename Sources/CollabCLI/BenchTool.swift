@@ -185,6 +185,9 @@ public final class BenchTool {
     var problems: [String] = []
     var latency = LatencySummary.histogram()
     var ackLatency = LatencySummary.histogram()
+    /// Per op: its first receiver's latency, and the time from its first receiver to its last.
+    var firstLatency = LatencySummary.histogram()
+    var fanoutSpread = LatencySummary.histogram()
     var sendLag = LatencySummary.histogram()
 
     // Process measurements.
@@ -549,11 +552,17 @@ public final class BenchTool {
         client.received += 1
         delivered += 1
         if measuring { windowDeliveries += 1 }
-        if let (reference, measured) = writers[f.sender].log.lookup(f.seq) {
-            if measured { latency.recordNanos(t &- reference) }
-        } else {
+        let w = writers[f.sender]
+        guard let (reference, measured) = w.log.lookup(f.seq),
+              let (count, first) = w.log.noteReceipt(f.seq, at: t) else {
             unmatched += 1
+            return
         }
+        guard measured else { return }
+        latency.recordNanos(t &- reference)
+        if count == 1 { firstLatency.recordNanos(t &- reference) }
+        // The last receiver of the op: how long its fan-out took, server and receivers together.
+        if count == openMembers(clients[f.sender].room) - 1 { fanoutSpread.recordNanos(t &- first) }
     }
 
     func acknowledged(_ client: BenchClient, _ f: BenchFrame, _ t: UInt64) {
@@ -712,6 +721,8 @@ public final class BenchTool {
         r.firstProblems = problems
         r.latency = LatencySummary(latency)
         r.ack = LatencySummary(ackLatency)
+        r.firstDelivery = LatencySummary(firstLatency)
+        r.fanout = LatencySummary(fanoutSpread)
         r.sendLag = LatencySummary(sendLag)
         r.interruptedBy = interruptedBy
         report = r
