@@ -4,7 +4,7 @@ prints each run and the medians as Markdown rows for BENCHMARKS.md. Not a timed 
 machines are noisy, so each run also records the load average before it and how much CPU other
 processes took during its window; compare ratios within one invocation and prefer quiet runs.
 
-usage: collab-bench.py fanout|idle [--redis] [--pin] [--runs N] [--bin DIR] [-- EXTRA collab-bench ARGS]
+usage: collab-bench.py fanout|idle [--redis] [--pin] [--probe] [--runs N] [--bin DIR] [-- EXTRA collab-bench ARGS]
 
   fanout  1,000 clients in one room, 10 active at 5 ops/s each (about 50,000 deliveries/s),
           2 s warm-up, 20 s measured, with the server's CPU per delivery and RSS.
@@ -68,10 +68,10 @@ class Processes:
         self.dirs = []
         self.cpus = cpus
 
-    def start(self, args, **kw):
-        cpus = self.cpus
+    def start(self, args, stdout=subprocess.DEVNULL, pinned=True, **kw):
+        cpus = self.cpus if pinned else None
         pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
                              preexec_fn=pin, **kw)
         self.children.append(p)
         return p
@@ -100,7 +100,43 @@ def serve(procs, bindir, extra):
     return p, url
 
 
-def run_once(scenario, redis, bindir, extra, pin=False):
+def percentile(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    return v[max(0, min(len(v) - 1, int(-(-p * len(v) // 100)) - 1))]
+
+
+def probe_split(probe_path, ops_path):
+    """Episodes of the machine from the probe's timings, and the ops' latencies in and out of them."""
+    samples = [tuple(map(float, line.split())) for line in open(probe_path) if len(line.split()) == 2]
+    if len(samples) < 10:
+        return None
+    med = statistics.median(d for _, d in samples)
+    episodes = []
+    for start, d in samples:
+        if d > 2 * med:
+            if episodes and start - episodes[-1][1] < 50_000:
+                episodes[-1][1] = start + d
+            else:
+                episodes.append([start, start + d])
+    inside, outside = [], []
+    with open(ops_path) as f:
+        next(f)
+        for line in f:
+            _, _, _, ref, _, first, last = line.strip().split(",")
+            ref, last = float(ref), float(last)
+            hit = any(ref <= b and last >= a for a, b in episodes)
+            (inside if hit else outside).append((last - ref) / 1000)
+    span = (samples[-1][0] - samples[0][0]) / 1e6
+    return {"episodes": len(episodes), "seconds": span, "median_us": med,
+            "episode_ms": statistics.median((b - a) / 1000 for a, b in episodes) if episodes else 0,
+            "worst_x": max(d for _, d in samples) / med,
+            "inside": (len(inside), percentile(inside, 50), percentile(inside, 99)),
+            "outside": (len(outside), percentile(outside, 50), percentile(outside, 99), percentile(outside, 99.9))}
+
+
+def run_once(scenario, redis, bindir, extra, pin=False, probe=None):
     with Processes({0} if pin else None) as procs:
         pids, labels, urls = [], [], []
         if redis:
@@ -131,6 +167,13 @@ def run_once(scenario, redis, bindir, extra, pin=False):
             pids.append(p.pid); labels.append("server"); urls.append(url)
         loadavg = open("/proc/loadavg").read().split()[0]
         args = [f"{bindir}/collab-bench", "--json", "--quiet"] + SCENARIOS[scenario] + extra
+        probe_out = ops_csv = None
+        if probe:
+            workdir = tempfile.mkdtemp(prefix="collab-bench-probe-")
+            procs.dirs.append(workdir)
+            probe_out, ops_csv = os.path.join(workdir, "probe.txt"), os.path.join(workdir, "ops.csv")
+            procs.start([probe, "600", "5"], stdout=open(probe_out, "w"), pinned=False)
+            args += ["--ops-csv", ops_csv]
         for pid in pids:
             args += ["--server-pid", str(pid)]
         args += urls
@@ -146,6 +189,11 @@ def run_once(scenario, redis, bindir, extra, pin=False):
         result["_load_before"] = float(loadavg)
         result["_time"] = started
         result["_pinned"] = pin
+        if probe:
+            for p in procs.children[-1:]:
+                p.terminate()
+                p.wait()
+            result["_probe"] = probe_split(probe_out, ops_csv)
         return result
 
 
@@ -204,9 +252,13 @@ def main():
             runs = int(argv[i + 1])
         if a == "--bin":
             bindir = argv[i + 1]
+    probe = None
+    if "--probe" in argv:
+        probe = os.path.join(tempfile.mkdtemp(prefix="collab-cpu-probe-"), "cpu-probe")
+        subprocess.run(["cc", "-O2", "-o", probe, os.path.join(os.path.dirname(__file__), "cpu-probe.c")], check=True)
     results = []
     for k in range(runs):
-        r = run_once(scenario, redis, bindir, extra, pin="--pin" in argv)
+        r = run_once(scenario, redis, bindir, extra, pin="--pin" in argv, probe=probe)
         results.append(r)
         print(f"run {k + 1}/{runs} at {r['_time']}: load {r['_load_before']:.2f}, status {r['_status']}", file=sys.stderr)
     print(f"machine: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; {'two collab-serve --redis instances + redis-server' if redis else 'one collab-serve'}; {runs} runs"
@@ -225,6 +277,21 @@ def main():
               f"p99.9 {med(lambda r: r['latency_ms']['p999']):.2f} ms, max {med(lambda r: r['latency_ms']['max']):.2f} ms; "
               f"server {statistics.median(servers_us):.2f} µs CPU per delivery; "
               f"{med(lambda r: r['deliveries_per_s']):,.0f} deliveries/s; missing in all runs: {sum(r['missing'] for r in results)}")
+        if probe:
+            print()
+            print("The machine's episodes (cpu-probe: 100 µs of fixed work every 5 ms; an episode is where it took over twice its median) and the latency of each op's last receiver, for ops that overlapped an episode and for the others:")
+            print()
+            print("| time | episodes | every (s) | episode length ms (median) | worst slowdown | ops in episodes | their last receiver p50 / p99 ms | other ops | their last receiver p50 / p99 / p99.9 ms |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for r in results:
+                pr = r.get("_probe")
+                if not pr:
+                    continue
+                ni, i50, i99 = pr["inside"]
+                no, o50, o99, o999 = pr["outside"]
+                every = pr["seconds"] / pr["episodes"] if pr["episodes"] else None
+                print(f"| {r['_time']} | {pr['episodes']} | {fmt(every, 1)} | {fmt(pr['episode_ms'], 0)} | ×{pr['worst_x']:.1f} "
+                      f"| {ni} of {ni + no} | {fmt(i50)} / {fmt(i99)} | {no} | {fmt(o50)} / {fmt(o99)} / {fmt(o999)} |")
     else:
         print("| time | load before | clients | connect s | server RSS MiB before → after | server RSS MiB | KiB per connection (server) | generator RSS MiB | KiB per connection (generator) | lost |")
         print("|---|---|---|---|---|---|---|---|---|---|")

@@ -165,7 +165,7 @@ _collab-bench() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(--json --quiet -q -h --help)
     local -a repeating_options=(--server-pid)
-    local -a non_repeating_options=(--rooms --clients --active --rate --duration --warmup --drain-timeout --connect-timeout --connecting --room-prefix --token --seed)
+    local -a non_repeating_options=(--rooms --clients --active --rate --duration --warmup --drain-timeout --connect-timeout --connecting --room-prefix --token --seed --ops-csv)
     __collab-bench_offer_flags_options -1
 
     # Offer option value completions
@@ -207,6 +207,10 @@ _collab-bench() {
         return
         ;;
     '--seed')
+        return
+        ;;
+    '--ops-csv')
+        __collab-bench_add_completions -f
         return
         ;;
     esac

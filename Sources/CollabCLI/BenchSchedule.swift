@@ -128,6 +128,8 @@ public struct SendLog: Sendable {
     /// Per op: when its first receiver got it, and how many have so far.
     private var firstReceipts: [UInt64]
     private var receipts: [UInt32]
+    /// Per op: when its ack arrived (0: not yet), for --ops-csv.
+    private var acks: [UInt64]
     private let mask: Int
 
     /// `capacity` is rounded up to a power of two.
@@ -138,6 +140,7 @@ public struct SendLog: Sendable {
         tags = Array(repeating: 0, count: c)
         firstReceipts = Array(repeating: 0, count: c)
         receipts = Array(repeating: 0, count: c)
+        acks = Array(repeating: 0, count: c)
         mask = c - 1
     }
 
@@ -149,6 +152,18 @@ public struct SendLog: Sendable {
         tags[i] = UInt64(s.seq) << 1 | (s.measured ? 1 : 0)
         firstReceipts[i] = 0
         receipts[i] = 0
+        acks[i] = 0
+    }
+
+    public mutating func noteAck(_ seq: Int, at time: UInt64) {
+        let i = seq & mask
+        if seq > 0, tags[i] >> 1 == UInt64(seq) { acks[i] = time }
+    }
+
+    /// When `seq` was acknowledged (0: not yet, or no longer in the ring).
+    public func ackTime(_ seq: Int) -> UInt64 {
+        let i = seq & mask
+        return seq > 0 && tags[i] >> 1 == UInt64(seq) ? acks[i] : 0
     }
 
     /// Counts a receipt of `seq` at `time`; returns how many receivers have it now and when the

@@ -33,6 +33,8 @@ public struct BenchOptions: Sendable {
     public var quiet = false
     /// Seeds the insert positions.
     public var seed: UInt64 = 1
+    /// Write one CSV line per measured op that reached its whole room (a diagnostic).
+    public var opsCSV: String?
 
     public init(urls: [String], roomPrefix: String = BenchOptions.randomPrefix()) {
         self.urls = urls
@@ -189,6 +191,7 @@ public final class BenchTool {
     var firstLatency = LatencySummary.histogram()
     var fanoutSpread = LatencySummary.histogram()
     var sendLag = LatencySummary.histogram()
+    var opsCSV: LineWriter?
 
     // Process measurements.
     var serverStart: [ProcessSample?] = []
@@ -253,6 +256,15 @@ public final class BenchTool {
             clients.append(BenchClient(index: i, room: room, writer: i < options.active ? writers[i] : nil))
             roomMembers[room] += 1
         }
+        if let path = options.opsCSV {
+            let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                diagnostics.error("--ops-csv \(path): \(String(cString: strerror(errno)))")
+                return ExitStatus.ioError.rawValue
+            }
+            opsCSV = LineWriter(fd: fd, flushEachLine: false)
+            opsCSV?.writeLine("writer,seq,rev,reference_us,ack_us,first_receipt_us,last_receipt_us")
+        }
         loadAverage = ProcStat.machineLoadAverage()
         serverStart = options.serverPIDs.map { ProcStat.sample(pid: $0) }
         for (pid, s) in zip(options.serverPIDs, serverStart) where s == nil {
@@ -268,6 +280,10 @@ public final class BenchTool {
         if options.clients == 0 { allJoined() }
         loop.run()
         loop = nil
+        if let csv = opsCSV {
+            csv.flush()
+            Glibc.close(csv.fd)
+        }
         if let report {
             if options.json {
                 output.writeLine(report.json + [0x0A])
@@ -562,7 +578,14 @@ public final class BenchTool {
         latency.recordNanos(t &- reference)
         if count == 1 { firstLatency.recordNanos(t &- reference) }
         // The last receiver of the op: how long its fan-out took, server and receivers together.
-        if count == openMembers(clients[f.sender].room) - 1 { fanoutSpread.recordNanos(t &- first) }
+        if count == openMembers(clients[f.sender].room) - 1 {
+            fanoutSpread.recordNanos(t &- first)
+            if let csv = opsCSV {
+                let ack = w.log.ackTime(f.seq)
+                func rel(_ x: UInt64) -> String { x == 0 ? "" : String(x / 1000) }
+                csv.writeLine("\(f.sender),\(f.seq),\(f.rev),\(rel(reference)),\(rel(ack)),\(rel(first)),\(rel(t))")
+            }
+        }
     }
 
     func acknowledged(_ client: BenchClient, _ f: BenchFrame, _ t: UInt64) {
@@ -578,6 +601,7 @@ public final class BenchTool {
             client.lastRevision = f.rev
         }
         let (_, next) = w.schedule.acknowledged()
+        w.log.noteAck(inFlight.seq, at: t)
         if inFlight.measured { ackLatency.recordNanos(t &- inFlight.reference) }
         acked += 1
         client.ownAcks += 1

@@ -81,6 +81,9 @@ struct CollabBench: ParsableCommand {
     @Option(help: ArgumentHelp("Seed of the random insert positions.", valueName: "n"))
     var seed: UInt64 = 1
 
+    @Option(name: .customLong("ops-csv"), help: ArgumentHelp("Also write one CSV line per measured op that reached its whole room: writer, seq, rev, and its reference time, ack, first and last receipt in microseconds of CLOCK_MONOTONIC (to see how slow ops cluster, and line them up with perf record -k mono).", valueName: "file"), completion: .file())
+    var opsCSV: String?
+
     @Flag(help: "Write one JSON object instead of the table.")
     var json = false
 
@@ -121,6 +124,7 @@ struct CollabBench: ParsableCommand {
         options.json = json
         options.quiet = quiet
         options.seed = seed
+        options.opsCSV = opsCSV
         if let token {
             options.token = token
         } else if let t = getenv("COLLAB_TOKEN"), t.pointee != 0 {
