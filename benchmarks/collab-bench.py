@@ -34,30 +34,19 @@ def free_port():
 
 
 def read_until(proc, needle, timeout):
-    """Reads the child's stderr lines until one contains needle (bounded); returns that line."""
+    """Waits until the child's log (stderr, in a file) has a line containing needle (bounded);
+    returns that line. A file, not a pipe: a server logging a line per connection would block
+    once a pipe nobody reads is full, and stall the whole run."""
     deadline = time.monotonic() + timeout
-    seen = []
-    os.set_blocking(proc.stderr.fileno(), False)
-    buf = b""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            chunk = proc.stderr.read()
-        except BlockingIOError:
-            chunk = None
-        if chunk:
-            buf += chunk
-            lines = buf.split(b"\n")
-            buf = lines.pop()
-            for line in lines:
-                text = line.decode(errors="replace")
-                seen.append(text)
-                if needle in text:
-                    return text
-        else:
-            time.sleep(0.01)
-    raise RuntimeError(f"{proc.args[0]} did not say {needle!r} within {timeout} s: {seen[-5:]}")
+    while True:
+        with open(proc.log_path, errors="replace") as f:
+            lines = f.read().split("\n")[:-1]
+        for text in lines:
+            if needle in text:
+                return text
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} did not say {needle!r} within {timeout} s: {lines[-5:]}")
+        time.sleep(0.01)
 
 
 class Processes:
@@ -71,8 +60,12 @@ class Processes:
     def start(self, args, stdout=subprocess.DEVNULL, pinned=True, **kw):
         cpus = self.cpus if pinned else None
         pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
-                             preexec_fn=pin, **kw)
+        if not self.dirs or not self.dirs[0].endswith("-logs"):
+            self.dirs.insert(0, tempfile.mkdtemp(prefix="collab-bench-", suffix="-logs"))
+        log_path = os.path.join(self.dirs[0], f"{len(self.children)}-{os.path.basename(args[0])}.log")
+        with open(log_path, "w") as log:
+            p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, preexec_fn=pin, **kw)
+        p.log_path = log_path
         self.children.append(p)
         return p
 

@@ -354,8 +354,11 @@ public final class BenchTool {
     }
 
     /// A client that has not joined yet lost its connection: try again, a few times, unless the
-    /// server was never reached (nobody joined yet) or the run is past connecting. A busy machine
-    /// occasionally drops a handshake among thousands; one loss should not void the run.
+    /// server was never reached (nobody joined yet) or the run is past connecting. One handshake
+    /// among thousands can fail for reasons that say nothing about the steady state (an accept
+    /// queue overflowing for a moment); a client that fails three times ends the run, since then
+    /// the server is not keeping up with connections at all (a stalled server fails this way:
+    /// one whose stderr pipe nobody reads stops at its first blocked log line).
     func joinFailed(_ client: BenchClient, _ why: String) {
         let url = options.urls[client.index % options.urls.count]
         guard phase == .connecting, joinedCount > 0, client.attempts < Self.maxAttempts else {
