@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "collab-bridge", targets: ["collab-bridge"]),
         .executable(name: "collab-presence", targets: ["collab-presence"]),
         .executable(name: "collab-tap", targets: ["collab-tap"]),
+        .executable(name: "collab-bench", targets: ["collab-bench"]),
         .library(name: "CollabProtocol", targets: ["CollabProtocol"]),
         .library(name: "CollabOT", targets: ["CollabOT"]),
         .library(name: "CollabPresence", targets: ["CollabPresence"]),
@@ -24,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Latency percentiles of collab-bench: fixed memory, constant-time recording.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C libraries from Debian, bound as system libraries. Each module map points at a tiny shim
@@ -46,7 +49,8 @@ let package = Package(
         // What the command-line tools share (stdin/stdout loops, logging, exit codes) and the logic
         // of each tool, so executables stay thin and tests drive tools in-process.
         .target(name: "CollabCLI", dependencies: ["CollabProtocol", "CollabOT", "CollabTraces", "CollabClient", "CollabTransport",
-                                                 "CollabRedis", "CollabRedisRoom", "CollabPresence"]),
+                                                 "CollabRedis", "CollabRedisRoom", "CollabPresence",
+                                                 .product(name: "Histogram", package: "hdrhistogram-swift")]),
         // The libwebsockets event loop: WebSocket server and client, HTTP GET, raw fds, timers,
         // cross-thread wake-ups. Moves bytes and timers only; knows nothing of the message schema.
         .target(name: "CollabTransport", dependencies: ["CLibWebSockets"]),
@@ -70,6 +74,7 @@ let package = Package(
         .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-presence", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-tap", dependencies: ["CollabCLI", argumentParser]),
+        .executableTarget(name: "collab-bench", dependencies: ["CollabCLI", argumentParser]),
 
         // What the test targets share: the seeded generator, child processes with bounded waits,
         // polling, loopback sockets. Foundation and XCTest only, so any test target may use it.
@@ -95,6 +100,9 @@ let package = Package(
         .testTarget(name: "CollabTapTests",
                     dependencies: ["CollabCLI", "CollabProtocol", "CollabOT", "CollabPresence", "CollabTestSupport",
                                    "collab-tap", "collab-serve", "collab-join", "collab-bridge", "collab-ot-apply"]),
+        .testTarget(name: "CollabBenchTests",
+                    dependencies: ["CollabCLI", "CollabProtocol", "CollabTestSupport", "collab-bench", "collab-serve",
+                                   .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
                                    "CollabTestSupport", "collab-join", "collab-serve", "collab-presence"]),

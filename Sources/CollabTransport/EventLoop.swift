@@ -45,6 +45,14 @@ public final class EventLoop {
         /// per vhost. Turn it off to validate in the layer above and answer with an error instead
         /// (collab-serve does: its JSON reader validates UTF-8 anyway).
         public var validateUTF8: Bool = true
+        /// Raise the process' soft open-file limit (RLIMIT_NOFILE) to its hard limit, capped at
+        /// this, before creating the context; nil leaves it alone. Every connection is a file
+        /// descriptor, and libwebsockets sizes its descriptor tables from the soft limit when the
+        /// context is created and refuses connections beyond it, so the usual soft limit of 1,024
+        /// would cap a server (or a load generator) near 1,000 connections. The cap bounds those
+        /// tables (16 bytes per descriptor, zeroed up front) where the hard limit is huge. Go's
+        /// runtime raises the soft limit the same way at start.
+        public var openFileLimit: Int? = 65_536
 
         public init() {}
     }
@@ -92,6 +100,7 @@ public final class EventLoop {
         self.options = options
         ref.loop = self
         LogLevel.apply(options.logLevel)
+        if let cap = options.openFileLimit { Self.raiseOpenFileLimit(cap: cap) }
 
         var info = lws_context_creation_info()
         // EXPLICIT_VHOSTS: one vhost for clients and fds, one per listener. JUST_USE_RAW_ORIGIN:
@@ -175,6 +184,21 @@ public final class EventLoop {
         let t = LoopTimer(loop: self, micros: max(1, Self.micros(interval)), repeats: true, body: body)
         if !tearingDown { t.arm() }
         return t
+    }
+
+    /// Raises the soft RLIMIT_NOFILE towards the hard limit (at most `cap`; never lowers it) and
+    /// returns the soft limit in force afterwards.
+    @discardableResult
+    public static func raiseOpenFileLimit(cap: Int = 65_536) -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        let wanted = min(limit.rlim_max, rlim_t(max(0, cap)))
+        if wanted > limit.rlim_cur {
+            var raised = limit
+            raised.rlim_cur = wanted
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return limit.rlim_cur >= rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)
     }
 
     static func micros(_ d: Duration) -> Int64 {
