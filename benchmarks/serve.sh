@@ -4,7 +4,7 @@
 # Tests/CollabServerTests/ServerHostTests.swift (ServerHostBenchmarks), skipped in normal test runs.
 # Usage: benchmarks/serve.sh        Environment: COLLAB_BENCH_READERS (10), COLLAB_BENCH_WRITERS (32),
 #        COLLAB_BENCH_DATA (a directory on the disk to measure; default a temporary one).
-# (collab-bench, a load generator over real processes, is a later issue; this is the in-process view.)
+# (This is the in-process view; benchmarks/fanout.sh measures through real processes with collab-bench.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COLLAB_BENCH=1 swift test -c release -Xswiftc -enable-testing --scratch-path .build-bench \

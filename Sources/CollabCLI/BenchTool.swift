@@ -529,6 +529,7 @@ public final class BenchTool {
                 }
             }
         } catch {
+            errors += 1
             problem("client \(client.index): the server sent invalid JSON (\(error))")
             return
         }

@@ -12,6 +12,23 @@ final class LoopTests: XCTestCase {
         return try EventLoop(options: o)
     }
 
+    func testTheOpenFileLimitIsRaisedTowardsTheHardLimitButNotPastTheCap() throws {
+        var before = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &before)
+        defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &before) }
+        // Lower the soft limit first, so there is something to raise.
+        var low = before
+        low.rlim_cur = min(before.rlim_max, 256)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &low)
+        let capped = EventLoop.raiseOpenFileLimit(cap: 300)
+        XCTAssertEqual(capped, Int(min(before.rlim_max, 300)))
+        XCTAssertEqual(EventLoop.raiseOpenFileLimit(cap: 100), capped, "never lowered")
+        _ = try makeLoop() // the default options raise it as far as their cap
+        var after = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &after)
+        XCTAssertEqual(after.rlim_cur, min(before.rlim_max, 65_536))
+    }
+
     func testTimersFireInOrderAndCancel() throws {
         let loop = try makeLoop()
         var fired: [String] = []
