@@ -489,7 +489,7 @@ extension ServerHost {
             return
         }
         if m.type == .event {
-            let recipients = slot.room.members.keys.sorted()
+            let recipients = slot.room.memberConnections
             if !recipients.isEmpty { emit(Delivery(to: recipients, m), room: name, durable: false) }
             return
         }

@@ -63,7 +63,12 @@ public struct Room: Sendable {
     public private(set) var sequencer: Sequencer
     var meta: [Meta] = []
     /// Members by connection, once they said hello.
-    public internal(set) var members: [ConnectionID: Member] = [:]
+    public internal(set) var members: [ConnectionID: Member] = [:] {
+        // Joins and leaves are rare next to broadcasts: order once here, not per message.
+        didSet { memberConnections = members.keys.sorted() }
+    }
+    /// `members`' connections in ascending order: who a broadcast goes to.
+    public private(set) var memberConnections: [ConnectionID] = []
     /// How many committed ops stay in memory for `since` catch-ups and late transforms.
     public var historyLimit: Int
     /// Everyone in the room (members connected here and, with other instances, there) and what
@@ -298,7 +303,7 @@ public struct Room: Sendable {
     }
 
     func broadcast(_ m: Message, except: ConnectionID, into out: inout [Delivery]) {
-        let recipients = members.keys.sorted().filter { $0 != except }
+        let recipients = memberConnections.filter { $0 != except }
         if !recipients.isEmpty { out.append(Delivery(to: recipients, m)) }
     }
 

@@ -66,7 +66,7 @@ extension Room {
         guard let state = presence[client] else { return }
         var m = state.message(.presence, room: name)
         m.ts = now
-        let recipients = members.keys.sorted().filter { $0 != connection }
+        let recipients = memberConnections.filter { $0 != connection }
         if !recipients.isEmpty { fx.sends.append(Delivery(to: recipients, m)) }
         fx.relays.append(m)
     }
@@ -136,7 +136,7 @@ extension Room {
         default:
             break
         }
-        let recipients = members.keys.sorted()
+        let recipients = memberConnections
         if !recipients.isEmpty { fx.sends.append(Delivery(to: recipients, out)) }
         return fx
     }
@@ -147,7 +147,7 @@ extension Room {
     public mutating func syncRemote(_ listed: [Message], now: Int) -> RoomEffects {
         var fx = RoomEffects()
         let local = Set(members.values.filter { !$0.observer }.map(\.client))
-        let recipients = members.keys.sorted()
+        let recipients = memberConnections
         let listedClients = Set(listed.compactMap(\.client))
         for gone in presence.members.keys where !local.contains(gone) && !listedClients.contains(gone) {
             if let left = presence.leave(client: gone), !recipients.isEmpty {

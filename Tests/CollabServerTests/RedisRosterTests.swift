@@ -39,11 +39,25 @@ final class RedisRosterTests: HostTestCase {
         return try startServer(c)
     }
 
+    /// Waits until `client` is listed in the room's shared roster in Redis.
+    func waitForAnnouncement(room: String, client: String) throws {
+        let exe = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        guard FileManager.default.isExecutableFile(atPath: exe.path) else { throw XCTSkip("no redis-cli") }
+        let key = RoomKeys(room: room).members
+        waitUntil("\(client) in \(key)", timeout: 10) {
+            let r = try? ChildProcess(exe, ["-p", String(redis.port), "HEXISTS", key, client], stdin: .null).finish(timeout: 10)
+            return r?.out.trimmingCharacters(in: .whitespacesAndNewlines) == "1"
+        }
+    }
+
     func testTheRosterSpansInstancesWithColoursAndPresence() throws {
         let room = "roster-\(UUID().uuidString.prefix(8))"
         let a = try instance(), b = try instance()
         let ca = try connect(a, room: room)
         let annWelcome = try ca.join("ann", client: "a")
+        // A announces ann in the shared roster right after her welcome; B reads it when bob's
+        // join loads the room. (Had bob come first, he would see her join instead.)
+        try waitForAnnouncement(room: room, client: "a")
         let cb = try connect(b, room: room)
         _ = try cb.join("bob", client: "b")
         // bob's roster (on B) has ann (on A), with the colour A gave her.
@@ -95,6 +109,7 @@ final class RedisRosterTests: HostTestCase {
         let b = try instance(ttl: .seconds(ttl))
         let ca = try clients.connect("ws://127.0.0.1:\(a.port)/\(room)")
         _ = try ca.join("ann", client: "a")
+        try waitForAnnouncement(room: room, client: "a")
         let cb = try connect(b, room: room)
         _ = try cb.join("bob", client: "b")
         XCTAssertEqual(try cb.expect(type: .roster).members?.map(\.client), ["a", "b"])
@@ -113,6 +128,8 @@ final class RedisRosterTests: HostTestCase {
         let cc = try clients.connect("ws://127.0.0.1:\(again.port)/\(room)")
         _ = try cc.join("cat", client: "c")
         XCTAssertEqual(try cc.expect(type: .roster).members?.map(\.client), ["b", "c"])
+        // B hears of cat on the channel; once bob has, a newcomer on B finds her in the roster.
+        _ = try cb.expect("cat's join on B") { $0.type == .join && $0.client == "c" }
         let cd = try connect(b, room: room)
         _ = try cd.join("dan", client: "d")
         XCTAssertEqual(try cd.expect(type: .roster).members?.compactMap(\.client).sorted(), ["b", "c", "d"])
@@ -125,6 +142,7 @@ final class RedisRosterTests: HostTestCase {
         _ = try watcher.join("wes", client: "w")
         let first = try connect(a, room: room)
         _ = try first.join("ann", client: "a")
+        try waitForAnnouncement(room: room, client: "w")
         // The same client through B while its connection on A is still open (as after a
         // network change that A has not noticed yet): A closes its ghost, nobody sees a leave.
         let second = try connect(b, room: room)
