@@ -77,15 +77,14 @@ public enum RoomLog {
                                message, Array(keys.channel.utf8)]
         script.evalsha(connection, keys: [keys.revision, keys.log, keys.clients].map { Array($0.utf8) }, args: args) { result in
             completion(result.flatMap { reply in
-                guard let parts = reply.array, parts.count == 2, let word = parts[0].string, let n = parts[1].integer else {
-                    return .failure(.reply("unexpected reply from the commit script: \(reply)"))
-                }
-                switch word {
-                case "ok": return .success(.committed(rev: Int(n)))
-                case "duplicate": return .success(.duplicate(rev: Int(n)))
-                case "stale": return .success(.stale(lastSeq: Int(n)))
-                case "conflict": return .success(.conflict(head: Int(n)))
-                default: return .failure(.reply("unexpected reply from the commit script: \(word)"))
+                verdict(reply, of: "the commit script") { word, n in
+                    switch word {
+                    case "ok": return .committed(rev: n)
+                    case "duplicate": return .duplicate(rev: n)
+                    case "stale": return .stale(lastSeq: n)
+                    case "conflict": return .conflict(head: n)
+                    default: return nil
+                    }
                 }
             })
         }
@@ -144,14 +143,13 @@ public enum RoomLog {
         for op in ops { args += [Array(op.client.utf8), Array(String(op.seq).utf8), op.message] }
         script.evalsha(connection, keys: [keys.revision, keys.log, keys.clients].map { Array($0.utf8) }, args: args) { result in
             completion(result.flatMap { reply in
-                guard let parts = reply.array, parts.count == 2, let word = parts[0].string, let n = parts[1].integer else {
-                    return .failure(.reply("unexpected reply from the batch commit script: \(reply)"))
-                }
-                switch word {
-                case "ok": return .success(.committed(first: Int(n)))
-                case "dedupe": return .success(.dedupe(index: Int(n)))
-                case "conflict": return .success(.conflict(head: Int(n)))
-                default: return .failure(.reply("unexpected reply from the batch commit script: \(word)"))
+                verdict(reply, of: "the batch commit script") { word, n in
+                    switch word {
+                    case "ok": return .committed(first: n)
+                    case "dedupe": return .dedupe(index: n)
+                    case "conflict": return .conflict(head: n)
+                    default: return nil
+                    }
                 }
             })
         }
@@ -180,6 +178,16 @@ public enum RoomLog {
                 return .success(out)
             })
         }
+    }
+
+    /// The scripts answer {word, number}: `decode` names the outcome, nil for a word it does not
+    /// know.
+    static func verdict<T>(_ reply: RedisReply, of script: String, _ decode: (String, Int) -> T?) -> Result<T, RedisError> {
+        guard let parts = reply.array, parts.count == 2, let word = parts[0].string, let n = parts[1].integer else {
+            return .failure(.reply("unexpected reply from \(script): \(reply)"))
+        }
+        guard let outcome = decode(word, Int(n)) else { return .failure(.reply("unexpected reply from \(script): \(word)")) }
+        return .success(outcome)
     }
 
     // MARK: Snapshots
@@ -222,13 +230,12 @@ public enum RoomLog {
         let args: [[UInt8]] = [Array(String(revision).utf8), message, Array(String(keep).utf8)]
         script.evalsha(connection, keys: [keys.snapshot, keys.log].map { Array($0.utf8) }, args: args) { result in
             completion(result.flatMap { reply in
-                guard let parts = reply.array, parts.count == 2, let word = parts[0].string, let n = parts[1].integer else {
-                    return .failure(.reply("unexpected reply from the snapshot script: \(reply)"))
-                }
-                switch word {
-                case "ok": return .success(.stored(trimmed: Int(n)))
-                case "older": return .success(.superseded(revision: Int(n)))
-                default: return .failure(.reply("unexpected reply from the snapshot script: \(word)"))
+                verdict(reply, of: "the snapshot script") { word, n in
+                    switch word {
+                    case "ok": return .stored(trimmed: n)
+                    case "older": return .superseded(revision: n)
+                    default: return nil
+                    }
                 }
             })
         }
