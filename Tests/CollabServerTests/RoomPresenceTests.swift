@@ -8,28 +8,12 @@ import XCTest
 /// Presence in the sans-I/O room: colours, stamping, cursors that follow ops, coalescing,
 /// typing expiry, members of other instances.
 final class RoomPresenceTests: XCTestCase {
-    func hello(_ user: String, client: String, name: String? = nil) -> Message {
-        var m = Message(.hello)
-        m.user = user
-        m.name = name
-        m.client = client
-        return m
-    }
-
     func presence(cursor: Int? = nil, rev: Int? = nil, typing: Bool? = nil, status: String? = nil) -> Message {
         var m = Message(.presence)
         m.cursor = cursor.map { Selection(anchor: $0, head: $0) }
         m.rev = rev
         m.typing = typing
         m.status = status
-        return m
-    }
-
-    func op(_ json: String, seq: Int, base: Int) throws -> Message {
-        var m = Message(.op)
-        m.op = try TextOperation(json: json)
-        m.seq = seq
-        m.base = base
         return m
     }
 

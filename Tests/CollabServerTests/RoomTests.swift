@@ -10,10 +10,12 @@ func pairs(_ deliveries: [Delivery]) -> [(ConnectionID, Message)] {
     deliveries.flatMap { d in d.recipients.map { ($0, d.message) } }
 }
 
-final class RoomTests: XCTestCase {
-    func hello(_ user: String, client: String, since: Int? = nil) -> Message {
+/// Client messages for the sans-I/O room tests (RoomTests, RoomPresenceTests).
+extension XCTestCase {
+    func hello(_ user: String, client: String, name: String? = nil, since: Int? = nil) -> Message {
         var m = Message(.hello)
         m.user = user
+        m.name = name
         m.client = client
         m.since = since
         return m
@@ -26,6 +28,9 @@ final class RoomTests: XCTestCase {
         m.base = base
         return m
     }
+}
+
+final class RoomTests: XCTestCase {
 
     func testJoinGetsWelcomeWithDocumentAndRoster() {
         var room = Room(name: "doc", document: TextRope("hi"), revision: 3)
