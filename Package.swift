@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // Latency percentiles of collab-bench: fixed memory, constant-time recording.
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Signed access tokens (JWT, HS256): verified by collab-serve, minted by `collab-serve token`.
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
     ],
     targets: [
         // C libraries from Debian, bound as system libraries. Each module map points at a tiny shim
@@ -60,8 +62,10 @@ let package = Package(
 
         // Rooms (sans-I/O: events in, messages and journal records out), their durable storage,
         // and the host that serves them over WebSockets (collab-serve's logic).
-        .target(name: "CollabServer", dependencies: ["CollabOT", "CollabPresence", "CollabProtocol", "CollabTransport", "CollabRedis", "CollabRedisRoom",
+        .target(name: "CollabServer", dependencies: ["CollabAuth", "CollabOT", "CollabPresence", "CollabProtocol", "CollabTransport", "CollabRedis", "CollabRedisRoom",
                                                      .product(name: "Prometheus", package: "swift-prometheus")]),
+        // Who may do what: JWT access tokens (verify, mint), their claims, room globs, origins.
+        .target(name: "CollabAuth", dependencies: [.product(name: "JWTKit", package: "jwt-kit")]),
         // hiredis' async API inside the CollabTransport loop: connections, pub/sub, Lua scripts.
         .target(name: "CollabRedis", dependencies: ["CHiredis", "CollabTransport", deque]),
         // A room's Redis commit path (read, transform, commit, retry), shared by collab-bridge
@@ -69,7 +73,7 @@ let package = Package(
         .target(name: "CollabRedisRoom", dependencies: ["CollabRedis", "CollabOT", "CollabProtocol", "CollabTransport"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
-        .executableTarget(name: "collab-serve", dependencies: ["CollabServer", "CollabRedis", argumentParser]),
+        .executableTarget(name: "collab-serve", dependencies: ["CollabServer", "CollabAuth", "CollabRedis", argumentParser]),
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-presence", dependencies: ["CollabCLI", argumentParser]),
@@ -95,6 +99,7 @@ let package = Package(
                                                          "CollabTransport", "CollabTestSupport"]),
         .testTarget(name: "CollabBridgeTests",
                     dependencies: ["CollabProtocol", "CollabOT", "CollabRedis", "CollabTestSupport", "collab-bridge", "collab-ot-apply"]),
+        .testTarget(name: "CollabAuthTests", dependencies: ["CollabAuth"]),
         .testTarget(name: "CollabPresenceTests", dependencies: ["CollabPresence", "CollabOT", "CollabProtocol", "CollabTestSupport"]),
         .testTarget(name: "CollabTracesTests", dependencies: ["CollabTraces", "CollabOT"]),
         .testTarget(name: "CollabTapTests",
