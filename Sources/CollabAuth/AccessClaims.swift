@@ -35,23 +35,26 @@ public struct AccessClaims: JWTPayload, Equatable {
         self.name = name
         self.rooms = rooms
         perm = permission
-        exp = ExpirationClaim(value: expires)
-        iat = IssuedAtClaim(value: issued)
+        // Whole seconds: NumericDate may be fractional, but not every JWT library reads that.
+        exp = ExpirationClaim(value: Date(timeIntervalSince1970: expires.timeIntervalSince1970.rounded(.down)))
+        iat = IssuedAtClaim(value: Date(timeIntervalSince1970: issued.timeIntervalSince1970.rounded(.down)))
     }
 
     /// Checks what the signature cannot: the dates and the shape of the claims. jwt-kit calls
     /// this after checking the signature.
     public func verify(using algorithm: some JWTAlgorithm) async throws {
-        try check(now: Date())
+        // The dates are checked by TokenAuthority, with its leeway; jwt-kit's call comes first
+        // and only needs the shape.
+        guard exp != nil else { throw AuthError.invalidClaims("the token has no \"exp\" (expiry) claim") }
     }
 
-    func check(now: Date) throws(AuthError) {
+    func check(now: Date, skew: TimeInterval) throws(AuthError) {
         guard let exp else { throw .invalidClaims("the token has no \"exp\" (expiry) claim") }
         // A little leeway for clocks that disagree between the minting host and this one.
-        guard now.addingTimeInterval(-AccessClaims.clockSkew) < exp.value else {
+        guard now.addingTimeInterval(-skew) < exp.value else {
             throw .expired(at: exp.value)
         }
-        if let nbf, now.addingTimeInterval(AccessClaims.clockSkew) < nbf.value {
+        if let nbf, now.addingTimeInterval(skew) < nbf.value {
             throw .notYetValid(from: nbf.value)
         }
         guard !sub.value.isEmpty else { throw .invalidClaims("\"sub\" is empty") }
@@ -59,6 +62,6 @@ public struct AccessClaims: JWTPayload, Equatable {
         guard !rooms.isEmpty else { throw .invalidClaims("\"rooms\" lists no room") }
     }
 
-    /// Seconds of clock difference tolerated on `exp` and `nbf`.
+    /// Seconds of clock difference tolerated on `exp` and `nbf` by default.
     public static let clockSkew: TimeInterval = 30
 }

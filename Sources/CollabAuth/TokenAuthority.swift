@@ -11,6 +11,7 @@ public struct AccessGrant: Sendable, Equatable {
     public var name: String?
     public var rooms: [RoomPattern]
     public var permission: Permission
+    /// When the grant ends: the token's `exp` plus the authority's clock leeway.
     public var expires: Date
 
     public var canWrite: Bool { permission == .write }
@@ -32,14 +33,32 @@ public final class TokenAuthority: Sendable {
     /// secret is guessable offline from any token it signed.
     public static let minimumSecretBytes = 32
 
-    private let keys: JWTKeyCollection
+    private let keys: Keys
 
-    public init(secret: [UInt8]) async throws(AuthSecretError) {
+    /// Adding a key to jwt-kit's collection is async (it is an actor); doing it on first use
+    /// lets the authority be made where nothing is async, such as a command's start-up.
+    private actor Keys {
+        let secret: [UInt8]
+        var collection: JWTKeyCollection?
+        init(secret: [UInt8]) { self.secret = secret }
+        func get() async -> JWTKeyCollection {
+            if let collection { return collection }
+            let c = JWTKeyCollection()
+            await c.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+            collection = c
+            return c
+        }
+    }
+
+    /// Seconds by which this host's clock may disagree with the minting host's.
+    public let clockSkew: TimeInterval
+
+    public init(secret: [UInt8], clockSkew: TimeInterval = AccessClaims.clockSkew) throws(AuthSecretError) {
+        self.clockSkew = clockSkew
         guard secret.count >= Self.minimumSecretBytes else {
             throw AuthSecretError(description: "the auth secret has \(secret.count) bytes; it needs at least \(Self.minimumSecretBytes) (e.g. head -c 32 /dev/urandom | base64 > secret)")
         }
-        keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        keys = Keys(secret: secret)
     }
 
     /// Reads a secret file: its bytes without the trailing newline an editor or `echo` leaves.
@@ -66,7 +85,7 @@ public final class TokenAuthority: Sendable {
     public func verify(_ token: String, now: Date = Date()) async -> Result<AccessGrant, AuthError> {
         let claims: AccessClaims
         do {
-            claims = try await keys.verify(token, as: AccessClaims.self)
+            claims = try await keys.get().verify(token, as: AccessClaims.self)
         } catch let e as AuthError {
             return .failure(e)
         } catch let e as JWTError {
@@ -77,17 +96,17 @@ public final class TokenAuthority: Sendable {
             return .failure(.malformed("\(error)"))
         }
         do throws(AuthError) {
-            try claims.check(now: now)
+            try claims.check(now: now, skew: clockSkew)
         } catch {
             return .failure(error)
         }
         return .success(AccessGrant(user: claims.sub.value, name: claims.name, rooms: claims.rooms.map(RoomPattern.init),
-                                    permission: claims.perm ?? .read, expires: claims.exp!.value))
+                                    permission: claims.perm ?? .read, expires: claims.exp!.value.addingTimeInterval(clockSkew)))
     }
 
     /// A signed token for `user`.
     public func mint(_ claims: AccessClaims) async throws -> String {
-        try await keys.sign(claims)
+        try await keys.get().sign(claims)
     }
 
     static func translate(_ e: JWTError) -> AuthError {

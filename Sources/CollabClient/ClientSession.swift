@@ -30,11 +30,15 @@ public struct ClientSession: Sendable {
         public init() {}
     }
 
-    public let user: String
+    /// Who this client is: as asked for until the first welcome, then as the server says (a
+    /// server that checks tokens takes the user from the token).
+    public private(set) var user: String
     public let name: String?
     public let token: String?
-    /// Identifies this client across reconnects, for the server's (client, seq) dedupe.
-    public let clientID: String
+    /// Identifies this client across reconnects, for the server's (client, seq) dedupe. The
+    /// server may qualify it (with tokens it becomes USER/ID); the welcome says, and the
+    /// session keeps what the server uses from then on.
+    public private(set) var clientID: String
 
     public private(set) var document = TextRope()
     /// Nil until the first `welcome`: before it there is no document to edit.
@@ -99,6 +103,10 @@ public struct ClientSession: Sendable {
             out.print.append(m)
             if m.fatal == true {
                 out.fatal = m
+            } else if m.code == ErrorCode.forbidden.rawValue, let seq = m.seq, ot?.inFlight?.seq == seq {
+                // A read-only member's edit: it will never be accepted, and every later local
+                // edit builds on it. Stop rather than keep a copy that can never converge.
+                out.fatal = m
             } else {
                 refused(m, &out)
             }
@@ -113,6 +121,8 @@ public struct ClientSession: Sendable {
 
     mutating func welcome(_ m: Message, _ out: inout Output) {
         room = m.room ?? room
+        if let client = m.client, !client.isEmpty { clientID = client }
+        if let user = m.user, !user.isEmpty { self.user = user }
         out.print.append(m)
         guard let rev = m.rev else {
             out.problems.append("server sent a welcome without a revision")

@@ -1,3 +1,4 @@
+import CollabAuth
 import CollabRedis
 
 #if canImport(Glibc)
@@ -41,6 +42,13 @@ public struct ServerConfiguration: Sendable {
     /// With a Redis server, rooms' histories live there (shared by every instance using it)
     /// instead of in the journals.
     public var redis: RedisURL?
+    /// With a token authority every connection must present a token it signed (see
+    /// ServerHost+Auth.swift); without one the server is open to anyone who can reach it.
+    public var tokens: TokenAuthority?
+    /// A connection that has not authenticated within this time is closed.
+    public var authTimeout: Duration = .seconds(10)
+    /// Which browser origins may connect (--allowed-origin); open when empty.
+    public var allowedOrigins = OriginPolicy([])
 
     public init(dataDirectory: String?) {
         self.dataDirectory = dataDirectory

@@ -7,6 +7,7 @@
 // sent in order. Messages that need no durability go straight out while the outbox is empty
 // and queue behind it otherwise, so each connection sees messages in the order the rooms
 // produced them.
+import CollabAuth
 import CollabOT
 import CollabProtocol
 import CollabTransport
@@ -82,6 +83,11 @@ public final class ServerHost {
         let peer: String
         var user: String?
         var client: String?
+        /// With --auth-secret-file: how far it is on its way in, and what its token grants.
+        var admission = Admission.admitted
+        var grant: AccessGrant?
+        var openedAtNanos: UInt64 = 0
+        var tokenExpiredSent = false
 
         init(id: ConnectionID, connection: WebSocketConnection, room: String, peer: String) {
             self.id = id
@@ -125,6 +131,9 @@ public final class ServerHost {
     var roomsWritten: Set<String> = []
     var shutdownTimer: LoopTimer?
     var controlMailbox: Mailbox<ServerControl.Request>?
+    /// Verdicts on tokens, from the tasks that check them (see ServerHost+Auth.swift).
+    var authMailbox: Mailbox<AuthVerdict>?
+    var authSweepTimer: LoopTimer?
     /// The data directory, open and flock'ed while this host owns it (-1 once released).
     var dataLock: Int32 = -1
     /// --redis: the connections to Redis and the channel → room map (nil without --redis).
@@ -187,6 +196,9 @@ public final class ServerHost {
         }
         control = ServerControl(sender: mailbox.sender)
         controlMailbox = mailbox
+        if configuration.tokens != nil {
+            authMailbox = loop.makeMailbox { (verdict: AuthVerdict) in ref.host?.authenticated(verdict) }
+        }
         ref.host = self
         installHandlers()
         if let url = configuration.redis {
@@ -229,6 +241,10 @@ public final class ServerHost {
     func installHandlers() {
         server.onAccept = { [unowned self] head in
             if self.isShuttingDown { return .reject(status: 503, message: "server shutting down") }
+            if !self.configuration.allowedOrigins.permits(origin: head.header("origin")) {
+                self.log.info("refused upgrade from \(head.peerAddress): origin \(quoted(head.header("origin") ?? "")) is not allowed (--allowed-origin)")
+                return .reject(status: 403, message: "origin not allowed")
+            }
             return .accept
         }
         server.onHTTP = { [unowned self] head in self.http(head) }
@@ -270,26 +286,47 @@ public final class ServerHost {
         case .success(let n):
             name = n
         }
+        let s = Session(id: id, connection: c, room: name, peer: peer)
+        sessions[id] = s
+        if configuration.tokens != nil {
+            startAuthentication(s)
+            return
+        }
+        admit(s)
+    }
+
+    /// Puts a session into its room (loading the room on its first member). False when the
+    /// room cannot be loaded: the connection is refused.
+    @discardableResult
+    func admit(_ s: Session) -> Bool {
+        let id = s.id, name = s.room, c = s.connection
         guard let slot = loadRoom(name) else {
+            sessions[id] = nil
             c.send(encode(.error(code: .unavailable, "room \(name) cannot be loaded; see the server log", room: name, fatal: true)))
             c.close(code: CloseCode.internalError, reason: "room unavailable")
-            return
+            return false
         }
         slot.idleTimer?.cancel()
         slot.idleTimer = nil
         slot.connections.insert(id)
-        sessions[id] = Session(id: id, connection: c, room: name, peer: peer)
-        log.info("open conn \(id) room \(name) peer \(peer)")
+        log.info("open conn \(id) room \(name) peer \(s.peer)")
+        return true
     }
 
     func received(_ c: WebSocketConnection, _ bytes: [UInt8]) {
         let id = ConnectionID(truncatingIfNeeded: c.id)
-        guard let s = sessions[id], let slot = rooms[s.room] else { return }
+        guard let s = sessions[id] else { return }
+        guard case .admitted = s.admission else {
+            stats.messagesIn += 1
+            receivedBeforeAdmission(s, bytes)
+            return
+        }
+        guard let slot = rooms[s.room] else { return }
         stats.messagesIn += 1
         let decoded: Result<Message, MessageError> = bytes.withUnsafeBufferPointer { b in
             do throws(MessageError) { return .success(try Message.decode(trimNewline(b))) } catch { return .failure(error) }
         }
-        let message: Message
+        var message: Message
         switch decoded {
         case .success(let m):
             message = m
@@ -304,6 +341,7 @@ public final class ServerHost {
         if log.enabled(.debug) {
             log.debug("conn \(id) room \(s.room): \(message.type.rawValue)\(message.seq.map { " seq \($0)" } ?? "")\(message.base.map { " base \($0)" } ?? "")")
         }
+        if s.grant != nil, !authorize(&message, from: s) { return }
         if redis != nil {
             redisReceived(message, from: s, slot: slot)
             return

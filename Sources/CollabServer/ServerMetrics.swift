@@ -23,6 +23,8 @@ final class ServerMetrics {
     let redisReconnects: Counter
     let journalSync: DurationHistogram
     let snapshots: Counter
+    /// Connections refused for their token: [unauthorized, forbidden].
+    let authRefusals: [Counter]
 
     /// Buckets from 50 µs to 5 s: an fdatasync on an SSD is ~0.1 ms, a commit through Redis ~1
     /// ms, and anything past a second is an outage worth seeing.
@@ -63,6 +65,8 @@ final class ServerMetrics {
             descriptor: name("journal_fsync", "seconds", "Duration of each grouped fdatasync of the journals."),
             buckets: Self.latencyBuckets)
         snapshots = registry.makeCounter(descriptor: name("snapshots", "total", "Room snapshots written (journal or Redis)."))
+        let refusals = name("auth_refusals", "total", "Connections refused for their token: unauthorized (missing, invalid, expired) or forbidden (not for this room).")
+        authRefusals = ["unauthorized", "forbidden"].map { registry.makeCounter(descriptor: refusals, labels: [("code", $0)]) }
     }
 
     func received(_ type: MessageType, bytes: Int) {

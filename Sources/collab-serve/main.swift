@@ -1,4 +1,5 @@
 import ArgumentParser
+import CollabAuth
 import CollabRedis
 import CollabServer
 
@@ -10,6 +11,7 @@ struct CollabServe: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "collab-serve",
         abstract: "WebSocket server for real-time collaborative editing: rooms, durable history, heartbeats.",
+        // `collab-serve token` mints access tokens; anything else is the server's own options.
         discussion: """
         Clients connect to ws://HOST:PORT/ROOM; the URL path names the room (letters, digits, . _ ~ - and /, at most 128 bytes). Every message is one JSON object per text frame, in the collab schema (see collab-protocol(7)). A client says hello and gets a welcome with the whole document, or, with "since", the ops it missed. Each op is transformed against what was committed after its base, committed as the next revision, written to the room's journal and made durable (fdatasync; the syncs of one loop iteration are grouped) before it is acknowledged and broadcast. A resubmitted op (same client and seq) is acknowledged with its original revision.
 
@@ -27,7 +29,9 @@ struct CollabServe: ParsableCommand {
 
         SIGTERM or SIGINT: stop accepting, send what is pending, close clients with 1001, snapshot the rooms, exit 0 (a second signal exits at once). Logs go to stderr, one line per event; the first lines give the data directory and the listening address.
 
-        Exit status: 0 after a clean shutdown; 64 usage error; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock).
+        Authentication: with a secret (--auth-secret-file FILE, or the environment variable COLLAB_AUTH_SECRET; at least 32 bytes) every connection must present an access token signed with it (a JWT, HS256; collab-serve token mints them): in the token query parameter (ws://HOST:PORT/ROOM?token=...), an Authorization: Bearer header, or the hello's "token". Its sub becomes the member's user on every message (the hello's user is ignored), its name the display name, and the client id is prefixed with the user (USER/ID) so no member can take over another's; rooms lists the rooms it opens (names or globs: * within a path segment, ** across, ? one character); perm read makes a read-only member, whose ops get "forbidden" (its cursor and typing still go out); exp is required. A missing, malformed, wrongly signed or expired token gets "unauthorized", a token for other rooms "forbidden", both fatal and followed by close 1008, before the room is even loaded; so does a connection with no valid token after --auth-timeout seconds. When a member's token expires it gets "unauthorized" and is closed with 1008. Without a secret the server is open and says so at start-up; --require-auth makes that an error. --allowed-origin refuses WebSocket upgrades from other browser origins with HTTP 403.
+
+        Exit status: 0 after a clean shutdown; 64 usage error; 66 the secret file cannot be read; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock); 78 no secret with --require-auth, or a secret shorter than 32 bytes.
 
         Examples:
           collab-serve
@@ -37,7 +41,9 @@ struct CollabServe: ParsableCommand {
           collab-join ws://127.0.0.1:7420/notes < edits.ndjson
           collab-ot-apply apply < ~/.local/state/collab/notes/journal.ndjson
           collab-serve --port 7421 --redis redis://127.0.0.1:6379 & collab-serve --port 7422 --redis redis://127.0.0.1:6379
-        """
+          collab-serve --auth-secret-file secret --require-auth --allowed-origin https://app.example.com
+        """,
+        subcommands: [TokenCommand.self]
     )
 
     @Option(help: ArgumentHelp("Address to listen on (an IPv4 or IPv6 address, or an interface name).", valueName: "HOST"))
@@ -87,6 +93,18 @@ struct CollabServe: ParsableCommand {
                                valueName: "URL"))
     var redis: String?
 
+    @OptionGroup var secret: SecretOptions
+
+    @Flag(name: .customLong("require-auth"), help: "Refuse to start without a secret (--auth-secret-file or COLLAB_AUTH_SECRET), instead of serving everyone.")
+    var requireAuth = false
+
+    @Option(name: .customLong("auth-timeout"), help: ArgumentHelp("Close a connection that has not presented a valid token within this many seconds.", valueName: "SECONDS"))
+    var authTimeout: Seconds = Seconds(10)
+
+    @Option(name: .customLong("allowed-origin"),
+            help: ArgumentHelp("A web origin whose pages may connect (https://app.example.com, https://*.example.com, or * for any); repeat for more. Browsers send Origin, programs do not and are let through. Default: any.", valueName: "ORIGIN"))
+    var allowedOrigins: [String] = []
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("Least severe log lines shown: error, warn, info or debug (debug adds one line per message).", valueName: "LEVEL"))
     var logLevel: LogLevelArgument = .info
 
@@ -103,6 +121,7 @@ struct CollabServe: ParsableCommand {
         guard typingTimeout.value >= 0.01 else { throw ValidationError("--typing-timeout must be at least 0.01 seconds") }
         guard presenceInterval.value >= 0 else { throw ValidationError("--presence-interval must be 0 or more") }
         guard presenceTTL.value >= 0.1 else { throw ValidationError("--presence-ttl must be at least 0.1 seconds") }
+        guard authTimeout.value >= 0.1 else { throw ValidationError("--auth-timeout must be at least 0.1 seconds") }
         if let redis {
             do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
         }
@@ -131,6 +150,23 @@ struct CollabServe: ParsableCommand {
         config.redis = try redis.map { try RedisURL(parsing: $0) }
         let log = ServerLog(level: logLevel.level)
         if redis != nil && dataDirectory != nil { log.warn("--data is not used with --redis: the rooms live in Redis") }
+        do {
+            config.tokens = try secret.authority()
+        } catch let e as CommandFailure {
+            log.error(e.message)
+            throw ExitCode(e.status)
+        }
+        if config.tokens == nil {
+            if requireAuth {
+                log.error("--require-auth: no secret (give --auth-secret-file FILE or set COLLAB_AUTH_SECRET)")
+                throw ExitCode(78)
+            }
+            log.warn("no auth secret: anyone who reaches this port may join any room under any name (--auth-secret-file, --require-auth)")
+        } else {
+            log.always("connections need an access token (HS256; mint one with collab-serve token)")
+        }
+        config.authTimeout = authTimeout.duration
+        config.allowedOrigins = OriginPolicy(allowedOrigins)
         let host: ServerHost
         do {
             host = try ServerHost(configuration: config, log: log)

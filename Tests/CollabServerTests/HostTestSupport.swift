@@ -161,7 +161,7 @@ final class ClientLoop: @unchecked Sendable {
     }
 
     /// Connects and waits until the connection is open (or failed).
-    func connect(_ url: String, timeout: Double = 10) throws -> TestClient {
+    func connect(_ url: String, options: ClientOptions = ClientOptions(), timeout: Double = 10) throws -> TestClient {
         let client = TestClient(loop: self, url: url)
         try sync { loop in
             var h = WebSocketHandlers()
@@ -176,7 +176,7 @@ final class ClientLoop: @unchecked Sendable {
             }
             h.onClose = { _, code, reason in client.update { $0.closeStatus = (code, reason) } }
             h.onConnectFailure = { _, message in client.update { $0.failure = message } }
-            client.connection = try loop.connect(to: url, handlers: h)
+            client.connection = try loop.connect(to: url, options: options, handlers: h)
         }
         try client.waitUntil(timeout: timeout, "connection to \(url) opens") { s in
             if let f = s.failure { throw WaitTimeout(description: "connection to \(url) failed: \(f)") }
