@@ -110,6 +110,6 @@ let package = Package(
                                    .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .testTarget(name: "CollabJoinTests",
                     dependencies: ["CollabCLI", "CollabClient", "CollabProtocol", "CollabOT", "CollabTransport",
-                                   "CollabTestSupport", "collab-join", "collab-serve", "collab-presence"]),
+                                   "CollabTestSupport", "collab-join", "collab-serve", "collab-presence", "collab-tap"]),
     ]
 )
