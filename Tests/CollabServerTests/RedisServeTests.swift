@@ -1,6 +1,7 @@
 // collab-serve --redis: several in-process hosts sharing rooms through one redis-server
 // (COLLAB_TEST_REDIS_URL's, or one started on a free loopback port).
 @testable import CollabServer
+import CollabAuth
 import CollabOT
 import CollabProtocol
 import CollabRedis
@@ -445,5 +446,50 @@ final class RedisServeTests: HostTestCase {
         let welcome = try again.join("ann", client: "a", since: 1)
         XCTAssertEqual(welcome.doc, "x23456")
         XCTAssertEqual(welcome.rev, 6)
+    }
+}
+
+/// Tokens on instances that share rooms through Redis: the rewrite of the hello and the read-only
+/// check happen before the Redis commit path, so they hold across instances.
+extension RedisServeTests {
+    func testTokensHoldAcrossInstances() throws {
+        let base = self
+        let authority = try TokenAuthority(secret: Array("a shared secret for both instances, 32+ bytes".utf8))
+        let a = try base.redisServer { $0.tokens = authority }
+        let b = try base.redisServer { $0.tokens = authority }
+        let room = base.freshRoom()
+        func token(_ user: String, _ permission: Permission) throws -> String {
+            let claims = AccessClaims(user: user, rooms: [room], permission: permission, expires: Date().addingTimeInterval(600))
+            let result = Locked<String?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                let t = try? await authority.mint(claims)
+                result.withLock { $0 = t }
+                done.signal()
+            }
+            _ = done.wait(timeout: .now() + 10)
+            return try XCTUnwrap(result.withLock { $0 })
+        }
+        let ann = try base.clients.connect(a.url + "/" + room + "?token=" + token("ann", .write))
+        let annWelcome = try ann.join("x", client: "tab")
+        XCTAssertEqual(annWelcome.client, "ann/tab")
+        try ann.op(#"["a"]"#, seq: 1, base: 0)
+        XCTAssertEqual(try ann.expect(type: .ack).rev, 1)
+
+        // On the other instance: Bob claims Ann's id and gets his own; a reader cannot edit.
+        let bob = try base.clients.connect(b.url + "/" + room + "?token=" + token("bob", .write))
+        XCTAssertEqual(try bob.join("ann", client: "ann/tab").client, "bob/ann/tab")
+        try bob.op(#"[1,"b"]"#, seq: 2, base: 1)
+        XCTAssertEqual(try bob.expect(type: .ack).rev, 2)
+        let reader = try base.clients.connect(b.url + "/" + room + "?token=" + token("rita", .read))
+        try reader.join("rita", client: "r")
+        try reader.op(#"["x"]"#, seq: 1, base: 2)
+        XCTAssertEqual(try reader.expect(type: .error).code, ErrorCode.forbidden.rawValue)
+
+        try ann.op(#"[2,"c"]"#, seq: 2, base: 2)
+        XCTAssertEqual(try ann.expect("ann's seq 2") { $0.type == .ack && $0.seq == 2 }.rev, 3,
+                       "Ann's seq 2 is not a duplicate of Bob's")
+        let late = try base.clients.connect(a.url + "/" + room + "?token=" + token("ann", .write))
+        XCTAssertEqual(try late.join("ann", client: "late").doc, "abc")
     }
 }
