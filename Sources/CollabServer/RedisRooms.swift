@@ -74,6 +74,12 @@ extension ServerHost {
         }
         backend.connection.onDisconnect = { [unowned self] e in self.log.warn("redis: disconnected: \(e)") }
         backend.subscriber.onDisconnect = { [unowned self] e in self.log.warn("redis subscriber: disconnected: \(e)") }
+        // A refused AUTH or an unreachable host would otherwise retry in silence: say so on the
+        // first failure and then at each doubling, so a wrong password shows at once without
+        // flooding the log while Redis is down.
+        backend.connection.onConnectFailed = { [unowned self] e, attempt in
+            if attempt & (attempt - 1) == 0 { self.log.warn("redis: cannot connect to \(url) (attempt \(attempt)): \(e); retrying") }
+        }
         backend.connection.onConnect = { [unowned self] in
             self.log.info("redis: connected to \(url)")
             if backend.connection.connectionCount > 1 { self.metrics.redisReconnects.increment() }

@@ -493,3 +493,20 @@ extension RedisServeTests {
         XCTAssertEqual(try late.join("ann", client: "late").doc, "abc")
     }
 }
+
+extension RedisServeTests {
+    /// `--redis redis://:PASSWORD@host:port` authenticates; a wrong password is reported, and
+    /// clients are told the room is unavailable instead of hanging.
+    func testRedisPasswordFromTheURL() throws {
+        let locked = try RedisServer(["--requirepass", "s3cr3t-pass"])
+        let good = try redisServer { $0.redis = RedisURL(host: "127.0.0.1", port: locked.port, password: "s3cr3t-pass") }
+        let room = freshRoom()
+        let c = try clients.connect(good.url + "/" + room)
+        try c.join("ann", client: "c")
+        try c.op(#"["ok"]"#, seq: 1, base: 0)
+        XCTAssertEqual(try c.expect(type: .ack).rev, 1)
+
+        let bad = try redisServer { $0.redis = RedisURL(host: "127.0.0.1", port: locked.port, password: "wrong") }
+        _ = try bad.logs.wait(for: "WRONGPASS")
+    }
+}
