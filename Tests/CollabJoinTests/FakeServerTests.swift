@@ -79,7 +79,8 @@ final class FakeServer: @unchecked Sendable {
     static func welcome(rev: Int, doc: String? = nil, since: Int? = nil) -> String {
         var w = Message(.welcome)
         w.room = "fake"
-        w.client = "c"
+        // No client: a welcome's client is the id the client must use from then on (see
+        // ClientSession.welcome), and this fake does not keep one per connection.
         w.rev = rev
         w.doc = doc
         w.since = since
