@@ -1,4 +1,5 @@
 import CollabRedis
+import CollabTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -41,6 +42,8 @@ public struct ServerConfiguration: Sendable {
     /// With a Redis server, rooms' histories live there (shared by every instance using it)
     /// instead of in the journals.
     public var redis: RedisURL?
+    /// Serve wss:// (and https:// for /healthz, /metrics) with this certificate and key.
+    public var tls: ServerTLS?
 
     public init(dataDirectory: String?) {
         self.dataDirectory = dataDirectory
@@ -58,8 +61,9 @@ public struct ServerConfiguration: Sendable {
         return nil
     }
 
-    /// The URL clients use, for messages: `ws://HOST:PORT`.
-    static func url(host: String, port: Int) -> String {
-        host.contains(":") ? "ws://[\(host)]:\(port)" : "ws://\(host):\(port)"
+    /// The URL clients use, for messages: `ws://HOST:PORT`, or `wss://` with TLS.
+    static func url(host: String, port: Int, secure: Bool = false) -> String {
+        let scheme = secure ? "wss" : "ws"
+        return host.contains(":") ? "\(scheme)://[\(host)]:\(port)" : "\(scheme)://\(host):\(port)"
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CollabRedis
 import CollabServer
+import CollabTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -27,13 +28,16 @@ struct CollabServe: ParsableCommand {
 
         SIGTERM or SIGINT: stop accepting, send what is pending, close clients with 1001, snapshot the rooms, exit 0 (a second signal exits at once). Logs go to stderr, one line per event; the first lines give the data directory and the listening address.
 
-        Exit status: 0 after a clean shutdown; 64 usage error; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock).
+        TLS: with --tls-cert and --tls-key (PEM files; the certificate file may hold the whole chain) the server speaks only TLS on its port: clients connect to wss://HOST:PORT/ROOM, and /healthz and /metrics are https://. Both are checked at start: a file that cannot be read, is not PEM, or a key that does not belong to the certificate stops the server with one line naming the file. Clients trust the certificate through the system's CA store or their --ca-file; collab-join --insecure skips the check (for tests).
+
+        Exit status: 0 after a clean shutdown; 64 usage error (also --tls-cert without --tls-key, or the reverse); 66 the TLS certificate or key cannot be read or is not valid; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock).
 
         Examples:
           collab-serve
           collab-serve --host 0.0.0.0 --port 8080 --data /var/lib/collab
           collab-serve --port 0 2>&1 | grep -m1 'listening on'
           curl -s http://127.0.0.1:7420/healthz | jq .
+          collab-serve --host 0.0.0.0 --port 443 --tls-cert /etc/collab/cert.pem --tls-key /etc/collab/key.pem
           collab-join ws://127.0.0.1:7420/notes < edits.ndjson
           collab-ot-apply apply < ~/.local/state/collab/notes/journal.ndjson
           collab-serve --port 7421 --redis redis://127.0.0.1:6379 & collab-serve --port 7422 --redis redis://127.0.0.1:6379
@@ -87,6 +91,17 @@ struct CollabServe: ParsableCommand {
                                valueName: "URL"))
     var redis: String?
 
+    @Option(name: .customLong("tls-cert"),
+            help: ArgumentHelp("Serve wss:// and https:// with this certificate (PEM, optionally followed by its chain). Needs --tls-key.",
+                               valueName: "FILE"),
+            completion: .file())
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"),
+            help: ArgumentHelp("The private key of --tls-cert (PEM, unencrypted).", valueName: "FILE"),
+            completion: .file())
+    var tlsKey: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("Least severe log lines shown: error, warn, info or debug (debug adds one line per message).", valueName: "LEVEL"))
     var logLevel: LogLevelArgument = .info
 
@@ -105,6 +120,9 @@ struct CollabServe: ParsableCommand {
         guard presenceTTL.value >= 0.1 else { throw ValidationError("--presence-ttl must be at least 0.1 seconds") }
         if let redis {
             do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
+        }
+        if (tlsCert == nil) != (tlsKey == nil) {
+            throw ValidationError("give --tls-cert and --tls-key together")
         }
         if redis == nil && dataDirectory == nil && ServerConfiguration.defaultDataDirectory() == nil {
             throw ValidationError("neither XDG_STATE_HOME nor HOME is set: give --data DIR")
@@ -129,6 +147,7 @@ struct CollabServe: ParsableCommand {
         config.presenceTTL = presenceTTL.duration
         config.handleSignals = true
         config.redis = try redis.map { try RedisURL(parsing: $0) }
+        if let tlsCert, let tlsKey { config.tls = ServerTLS(certificateFile: tlsCert, privateKeyFile: tlsKey) }
         let log = ServerLog(level: logLevel.level)
         if redis != nil && dataDirectory != nil { log.warn("--data is not used with --redis: the rooms live in Redis") }
         let host: ServerHost
@@ -136,7 +155,11 @@ struct CollabServe: ParsableCommand {
             host = try ServerHost(configuration: config, log: log)
         } catch let e as ServerStartError {
             log.error(e.message)
-            throw ExitCode(e.kind == .listen ? 69 : 73)
+            switch e.kind {
+            case .listen: throw ExitCode(69)
+            case .tls: throw ExitCode(66)
+            case .dataDirectory: throw ExitCode(73)
+            }
         }
         host.run()
     }
