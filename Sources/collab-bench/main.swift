@@ -42,7 +42,7 @@ struct CollabBench: ParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The server: ws://HOST:PORT; more URLs of other instances (collab-serve --redis) to split the clients between.", valueName: "url"))
+    @Argument(help: ArgumentHelp("The server: ws://HOST:PORT (wss:// for TLS); more URLs of other instances (collab-serve --redis) to split the clients between.", valueName: "url"))
     var urls: [String]
 
     @Option(help: ArgumentHelp("Rooms to spread the clients over (client i joins room i mod N).", valueName: "n"))

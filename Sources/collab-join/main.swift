@@ -45,7 +45,7 @@ struct CollabJoin: ParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The room to join: ws://HOST:PORT/ROOM; more URLs of the same room on other instances to fail over to.", valueName: "url"))
+    @Argument(help: ArgumentHelp("The room to join: ws://HOST:PORT/ROOM (wss:// for TLS); more URLs of the same room on other instances to fail over to.", valueName: "url"))
     var urls: [String]
 
     @Option(help: "User name sent to the room (default: $USER, else anonymous).")

@@ -41,7 +41,7 @@ struct CollabTap: ParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("Where to read traffic: ws://HOST:PORT/ROOM [more URLs of that room], redis://HOST:PORT, a capture file, or nothing (or -) for stdin.", valueName: "source"))
+    @Argument(help: ArgumentHelp("Where to read traffic: ws://HOST:PORT/ROOM or wss:// [more URLs of that room], redis://HOST:PORT, a capture file, or nothing (or -) for stdin.", valueName: "source"))
     var source: [String] = []
 
     @Option(help: ArgumentHelp("Only rooms matching this glob (repeatable); with redis://, the rooms followed.", valueName: "room"))
