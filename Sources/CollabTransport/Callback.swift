@@ -93,7 +93,8 @@ func collabLWSCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons,
                 let detail = c.certificateProblem.map { " (\($0))" } ?? ""
                 message = "TLS handshake with \(target) failed: certificate verify failed\(detail)"
             } else if let target = c.tlsTarget, message.contains("SSL") || message.contains("ssl") || message.contains("tls") {
-                message = "TLS handshake with \(target) failed: \(message)"
+                // Mostly a plain server on the port: OpenSSL's own words for it are opaque.
+                message = "TLS handshake with \(target) failed (\(message)); a server without TLS needs ws://"
             }
             if let loop = c.loop { loop.failClient(c, message) } else { c.connectFailed(message) }
         }
