@@ -172,7 +172,8 @@ public final class JoinTool {
 
     /// Runs until the session ends; returns the exit status: 0 done, 64 bad URL or room,
     /// 65 bad input under --strict, 66 unusable --ca-file, 69 unreachable (retries exhausted, the
-    /// server's certificate not trusted, or edits not acknowledged within the drain timeout), 74 stdout failed, 77 refused by the server, 128+N signal N.
+    /// server's certificate not trusted, or edits not acknowledged within the drain timeout),
+    /// 74 stdout failed, 77 refused by the server, 128+N signal N.
     public func run() -> Int32 {
         if let problem = JoinOptions.problem(with: options.urls) {
             diagnostics.error(problem)

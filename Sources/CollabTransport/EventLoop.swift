@@ -113,6 +113,9 @@ public final class EventLoop {
         // TLS vhosts (wss:// listeners, wss:// clients) can only be made in a context that did
         // lws' OpenSSL set-up: it allocates the SSL ex-data slot lws finds its connections by.
         // Vhosts opt in one by one (see `listen`, `clientTLSVhost`), so plain ones pay nothing.
+        // (lws keeps that slot in a C global that every new context replaces: a TLS handshake
+        // in flight while another loop of the same process is created can fail. The tools run
+        // one loop per process.)
         let contextOptions = info.options
         info.options |= UInt64(LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT)
         info.user = Unmanaged.passUnretained(ref).toOpaque()
