@@ -1,4 +1,4 @@
-// Client connections: ws:// or wss://host:port/path?query, with the same send/receive/close API as
+// Client connections: ws[s]://host:port/path?query, with the same send/receive/close API as
 // server connections. Failures are reported asynchronously (never from inside `connect`), so a
 // higher layer can reconnect with backoff from `onConnectFailure` / `onClose`.
 import CLibWebSockets
@@ -103,8 +103,8 @@ extension EventLoop {
         if target.isSecure {
             var flags = LCCSCF_USE_SSL.rawValue
             if options.tls.insecure {
-                // The verification callback (Callback.swift) waives the rest: lws 4.1 lets these
-                // flags through only self-signed and expired certificates, not an unknown CA.
+                // These waive only self-signed and expired certificates and the host name in
+                // lws 4.1, not an unknown CA: the verification callback (Callback.swift) does.
                 flags |= LCCSCF_ALLOW_SELFSIGNED.rawValue | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK.rawValue
                     | LCCSCF_ALLOW_EXPIRED.rawValue | LCCSCF_ALLOW_INSECURE.rawValue
             }
