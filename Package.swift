@@ -73,7 +73,7 @@ let package = Package(
         .target(name: "CollabRedisRoom", dependencies: ["CollabRedis", "CollabOT", "CollabProtocol", "CollabTransport"]),
 
         .executableTarget(name: "collab-ot-apply", dependencies: ["CollabCLI", argumentParser]),
-        .executableTarget(name: "collab-serve", dependencies: ["CollabServer", "CollabAuth", "CollabRedis", argumentParser]),
+        .executableTarget(name: "collab-serve", dependencies: ["CollabServer", "CollabAuth", "CollabRedis", "CollabTransport", argumentParser]),
         .executableTarget(name: "collab-join", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-bridge", dependencies: ["CollabCLI", argumentParser]),
         .executableTarget(name: "collab-presence", dependencies: ["CollabCLI", argumentParser]),

@@ -163,9 +163,9 @@ _collab-bench() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(--json --quiet -q -h --help)
+    local -a non_repeating_flags=(--insecure --json --quiet -q -h --help)
     local -a repeating_options=(--server-pid)
-    local -a non_repeating_options=(--rooms --clients --active --rate --duration --warmup --drain-timeout --connect-timeout --connecting --room-prefix --token --seed --ops-csv)
+    local -a non_repeating_options=(--rooms --clients --active --rate --duration --warmup --drain-timeout --connect-timeout --connecting --room-prefix --token --seed --ops-csv --ca-file)
     __collab-bench_offer_flags_options -1
 
     # Offer option value completions
@@ -210,6 +210,10 @@ _collab-bench() {
         return
         ;;
     '--ops-csv')
+        __collab-bench_add_completions -f
+        return
+        ;;
+    '--ca-file')
         __collab-bench_add_completions -f
         return
         ;;

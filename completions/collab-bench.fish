@@ -20,7 +20,7 @@ function __collab-bench_parse_tokens -S
     set -l unparsed_tokens (__collab-bench_tokens -pc)
     switch $unparsed_tokens[1]
     case 'collab-bench'
-        __collab-bench_parse_subcommand -r 1 'rooms=' 'clients=' 'active=' 'rate=' 'duration=' 'warmup=' 'drain-timeout=' 'connect-timeout=' 'connecting=' 'room-prefix=' 'server-pid=+' 'token=' 'seed=' 'ops-csv=' 'json' 'q/quiet' 'h/help'
+        __collab-bench_parse_subcommand -r 1 'rooms=' 'clients=' 'active=' 'rate=' 'duration=' 'warmup=' 'drain-timeout=' 'connect-timeout=' 'connecting=' 'room-prefix=' 'server-pid=+' 'token=' 'seed=' 'ops-csv=' 'ca-file=' 'insecure' 'json' 'q/quiet' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __collab-bench_parse_subcommand -r 1 
@@ -91,6 +91,8 @@ complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags
 complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" token' -l 'token' -d 'Token for a server that requires one (default: $COLLAB_TOKEN).' -rfka ''
 complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" seed' -l 'seed' -d 'Seed of the random insert positions.' -rfka ''
 complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" ops-csv' -l 'ops-csv' -d 'Also write one CSV line per measured op that reached its whole room: writer, seq, rev, and its reference time, ack, first and last receipt in microseconds of CLOCK_MONOTONIC (to see how slow ops cluster, and line them up with perf record -k mono).' -rF
+complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" ca-file' -l 'ca-file' -d 'For wss:// URLs: also trust the CA certificates (or the server\'s own certificate) in this PEM file, besides the system\'s.' -rF
+complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" insecure' -l 'insecure' -d 'For wss:// URLs: accept any server certificate (self-signed, unknown CA, another host\'s name). For tests only; a warning says so.'
 complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" json' -l 'json' -d 'Write one JSON object instead of the table.'
 complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" q quiet' -l 'quiet' -s 'q' -d 'No progress lines on stderr (problems are still reported).'
 complete -c 'collab-bench' -n '__collab-bench_should_offer_completions_for_flags_or_options "collab-bench" h help' -s 'h' -l 'help' -d 'Show help information.'

@@ -163,9 +163,9 @@ _collab-join() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(--snapshot --listen --strict --quiet -q -h --help)
+    local -a non_repeating_flags=(--snapshot --listen --strict --insecure --quiet -q -h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--user --name --token --max-retries --drain-timeout --max-line)
+    local -a non_repeating_options=(--user --name --token --max-retries --drain-timeout --max-line --ca-file)
     __collab-join_offer_flags_options -1
 
     # Offer option value completions
@@ -186,6 +186,10 @@ _collab-join() {
         return
         ;;
     '--max-line')
+        return
+        ;;
+    '--ca-file')
+        __collab-join_add_completions -f
         return
         ;;
     esac

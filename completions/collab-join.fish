@@ -20,7 +20,7 @@ function __collab-join_parse_tokens -S
     set -l unparsed_tokens (__collab-join_tokens -pc)
     switch $unparsed_tokens[1]
     case 'collab-join'
-        __collab-join_parse_subcommand -r 1 'user=' 'name=' 'token=' 'snapshot' 'listen' 'max-retries=' 'drain-timeout=' 'strict' 'max-line=' 'q/quiet' 'h/help'
+        __collab-join_parse_subcommand -r 1 'user=' 'name=' 'token=' 'snapshot' 'listen' 'max-retries=' 'drain-timeout=' 'strict' 'max-line=' 'ca-file=' 'insecure' 'q/quiet' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __collab-join_parse_subcommand -r 1 
@@ -86,6 +86,8 @@ complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_o
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" drain-timeout' -l 'drain-timeout' -d 'Seconds to wait at end of input for the server to acknowledge every local edit.' -rfka ''
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" strict' -l 'strict' -d 'Stop at the first bad input line: deliver the edits accepted so far, then exit 65.'
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" max-line' -l 'max-line' -d 'Longest accepted input line, in bytes.' -rfka ''
+complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" ca-file' -l 'ca-file' -d 'For wss:// URLs: also trust the CA certificates (or the server\'s own certificate) in this PEM file, besides the system\'s.' -rF
+complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" insecure' -l 'insecure' -d 'For wss:// URLs: accept any server certificate (self-signed, unknown CA, another host\'s name). For tests only; a warning says so.'
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" q quiet' -l 'quiet' -s 'q' -d 'No connection logs on stderr (problems are still reported).'
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_flags_or_options "collab-join" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'collab-join' -n '__collab-join_should_offer_completions_for_positional "collab-join" -eq 1' -fa 'help' -d 'Show subcommand help information.'

@@ -165,7 +165,7 @@ _collab-serve() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(-h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--host --port --data --max-message --max-queue --ping-interval --ping-timeout --snapshot-every --idle-unload --history --typing-timeout --presence-interval --presence-ttl --redis --log-level)
+    local -a non_repeating_options=(--host --port --data --max-message --max-queue --ping-interval --ping-timeout --snapshot-every --idle-unload --history --typing-timeout --presence-interval --presence-ttl --redis --tls-cert --tls-key --log-level)
     __collab-serve_offer_flags_options 0
 
     # Offer option value completions
@@ -211,6 +211,14 @@ _collab-serve() {
         return
         ;;
     '--redis')
+        return
+        ;;
+    '--tls-cert')
+        __collab-serve_add_completions -f
+        return
+        ;;
+    '--tls-key')
+        __collab-serve_add_completions -f
         return
         ;;
     '--log-level')

@@ -20,7 +20,7 @@ function __collab-serve_parse_tokens -S
     set -l unparsed_tokens (__collab-serve_tokens -pc)
     switch $unparsed_tokens[1]
     case 'collab-serve'
-        __collab-serve_parse_subcommand 0 'host=' 'port=' 'data=' 'max-message=' 'max-queue=' 'ping-interval=' 'ping-timeout=' 'snapshot-every=' 'idle-unload=' 'history=' 'typing-timeout=' 'presence-interval=' 'presence-ttl=' 'redis=' 'log-level=' 'h/help'
+        __collab-serve_parse_subcommand 0 'host=' 'port=' 'data=' 'max-message=' 'max-queue=' 'ping-interval=' 'ping-timeout=' 'snapshot-every=' 'idle-unload=' 'history=' 'typing-timeout=' 'presence-interval=' 'presence-ttl=' 'redis=' 'tls-cert=' 'tls-key=' 'log-level=' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __collab-serve_parse_subcommand -r 1 
@@ -91,6 +91,8 @@ complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" presence-interval' -l 'presence-interval' -d 'Relay at most one presence update per client per this many seconds; updates in between are coalesced, the last one wins.' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" presence-ttl' -l 'presence-ttl' -d 'With --redis: members of an instance that stops (crash, network) leave every roster within this many seconds.' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" redis' -l 'redis' -d 'Keep the rooms\' histories in Redis (redis://[user:pass@]host:port[/db]), so several collab-serve instances serve one room with one history.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" tls-cert' -l 'tls-cert' -d 'Serve wss:// and https:// with this certificate (PEM, optionally followed by its chain). Needs --tls-key.' -rF
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" tls-key' -l 'tls-key' -d 'The private key of --tls-cert (PEM, unencrypted).' -rF
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" log-level' -l 'log-level' -d 'Least severe log lines shown: error, warn, info or debug (debug adds one line per message).' -rfka 'error warn info debug'
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_positional "collab-serve" -eq 1' -fa 'help' -d 'Show subcommand help information.'

@@ -163,9 +163,9 @@ _collab-tap() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(--all --raw --stats --strict --quiet -q -h --help)
+    local -a non_repeating_flags=(--all --raw --stats --strict --insecure --quiet -q -h --help)
     local -a repeating_options=(--room --type --user)
-    local -a non_repeating_options=(--interval --replay --speed --token --max-retries --max-line)
+    local -a non_repeating_options=(--interval --replay --speed --token --max-retries --max-line --ca-file)
     __collab-tap_offer_flags_options -1
 
     # Offer option value completions
@@ -195,6 +195,10 @@ _collab-tap() {
         return
         ;;
     '--max-line')
+        return
+        ;;
+    '--ca-file')
+        __collab-tap_add_completions -f
         return
         ;;
     esac

@@ -20,7 +20,7 @@ function __collab-tap_parse_tokens -S
     set -l unparsed_tokens (__collab-tap_tokens -pc)
     switch $unparsed_tokens[1]
     case 'collab-tap'
-        __collab-tap_parse_subcommand -r 1 'room=+' 'type=+' 'user=+' 'all' 'raw' 'stats' 'interval=' 'replay=' 'speed=' 'token=' 'max-retries=' 'strict' 'max-line=' 'q/quiet' 'h/help'
+        __collab-tap_parse_subcommand -r 1 'room=+' 'type=+' 'user=+' 'all' 'raw' 'stats' 'interval=' 'replay=' 'speed=' 'token=' 'max-retries=' 'strict' 'max-line=' 'ca-file=' 'insecure' 'q/quiet' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __collab-tap_parse_subcommand -r 1 
@@ -90,6 +90,8 @@ complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_
 complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_options "collab-tap" max-retries' -l 'max-retries' -d 'Failed connection attempts in a row before giving up with status 69 (default: unlimited).' -rfka ''
 complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_options "collab-tap" strict' -l 'strict' -d 'Stop at the first bad input line with status 65.'
 complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_options "collab-tap" max-line' -l 'max-line' -d 'Longest accepted input line, in bytes.' -rfka ''
+complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_options "collab-tap" ca-file' -l 'ca-file' -d 'For wss:// URLs: also trust the CA certificates (or the server\'s own certificate) in this PEM file, besides the system\'s.' -rF
+complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_options "collab-tap" insecure' -l 'insecure' -d 'For wss:// URLs: accept any server certificate (self-signed, unknown CA, another host\'s name). For tests only; a warning says so.'
 complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_options "collab-tap" q quiet' -l 'quiet' -s 'q' -d 'No connection notes on stderr (problems are still reported).'
 complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_flags_or_options "collab-tap" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'collab-tap' -n '__collab-tap_should_offer_completions_for_positional "collab-tap" -eq 1' -fa 'help' -d 'Show subcommand help information.'

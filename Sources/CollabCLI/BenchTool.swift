@@ -8,7 +8,7 @@ import Glibc
 
 /// How `collab-bench` runs: what the command line said.
 public struct BenchOptions: Sendable {
-    /// `ws://HOST:PORT` of each server instance; client i connects to `urls[i % urls.count]`.
+    /// `ws://HOST:PORT` (or `wss://`) of each server instance; client i connects to `urls[i % urls.count]`.
     public var urls: [String]
     public var rooms = 1
     public var clients = 100
@@ -35,6 +35,8 @@ public struct BenchOptions: Sendable {
     public var seed: UInt64 = 1
     /// Write one CSV line per measured op that reached its whole room (a diagnostic).
     public var opsCSV: String?
+    /// How wss:// URLs check the server (--ca-file, --insecure).
+    public var tls = ClientTLS()
 
     public init(urls: [String], roomPrefix: String = BenchOptions.randomPrefix()) {
         self.urls = urls
@@ -56,7 +58,7 @@ public struct BenchOptions: Sendable {
             let parsed: WebSocketURL
             do { parsed = try WebSocketURL(parsing: url) } catch { return "\(error)" }
             if parsed.pathAndQuery != "/" {
-                return "give ws://HOST:PORT without a path or query (the rooms are named by --room-prefix): \(url)"
+                return "give ws://HOST:PORT or wss://HOST:PORT without a path or query (the rooms are named by --room-prefix): \(url)"
             }
         }
         return nil
@@ -214,13 +216,15 @@ public final class BenchTool {
 
     /// Runs to the end; returns the exit status: 0 a clean run, 1 deliveries missing, duplicated
     /// or out of order, ops unacknowledged, server errors or lost connections (the report says
-    /// which), 64 usage, 69 a client could not connect or join (nothing measured), 70 internal,
+    /// which), 64 usage, 66 unusable --ca-file, 69 a client could not connect or join, or the
+    /// server's certificate is not trusted (nothing measured), 70 internal,
     /// 128+N interrupted by signal N (the report covers the window so far).
     public func run() -> Int32 {
         if let problem = BenchOptions.problem(with: options.urls) {
             diagnostics.error(problem)
             return ExitStatus.usage.rawValue
         }
+        if let status = options.tls.prepare(diagnostics) { return status }
         // Each connection is a descriptor; libwebsockets sizes its tables from this limit when
         // the loop is created, so raise it first and check it suffices.
         let limit = EventLoop.raiseOpenFileLimit(cap: max(65_536, options.clients + 1024))
@@ -241,6 +245,7 @@ public final class BenchTool {
         clientOptions.limits.maxMessageSize = 256 << 20 // a roster of a big room is large
         clientOptions.limits.heartbeat = nil
         clientOptions.limits.closeTimeout = .seconds(2)
+        clientOptions.tls = options.tls
         handlers = WebSocketHandlers(
             onOpen: { [unowned self] c in self.opened(c) },
             onText: { [unowned self] c, bytes in self.received(c, bytes) },
@@ -391,6 +396,11 @@ public final class BenchTool {
         c.userInfo = nil
         client.connection = nil
         client.closed = true
+        if c.certificateRejected {
+            // Every client would fail the same way: trust is configuration, not load.
+            abort(.unavailable, "\(message); \(ClientTLS.hint)")
+            return
+        }
         joinFailed(client, message)
     }
 

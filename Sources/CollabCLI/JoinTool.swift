@@ -40,6 +40,8 @@ public struct JoinOptions: Sendable {
     /// Ping the server after this much silence and reconnect when no pong follows in `timeout`.
     public var heartbeat: Heartbeat? = Heartbeat(idle: .seconds(30), timeout: .seconds(15))
     public var inputFD: Int32 = STDIN_FILENO
+    /// How wss:// URLs check the server (--ca-file, --insecure).
+    public var tls = ClientTLS()
 
     public init(urls: [String], user: String = JoinOptions.defaultUser(), clientID: String = JoinOptions.randomClientID()) {
         self.urls = urls
@@ -67,7 +69,7 @@ public struct JoinOptions: Sendable {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
-    /// Checks the URL: `ws://` with a room path. Returns the reason when it is not usable.
+    /// Checks the URL: `ws://` or `wss://` with a room path. Returns the reason when it is not usable.
     public static func problem(with url: String) -> String? {
         switch roomPath(of: url) {
         case .failure(let problem): return problem.description
@@ -169,13 +171,15 @@ public final class JoinTool {
     }
 
     /// Runs until the session ends; returns the exit status: 0 done, 64 bad URL or room,
-    /// 65 bad input under --strict, 69 unreachable (retries exhausted, or edits not acknowledged
-    /// within the drain timeout), 74 stdout failed, 77 refused by the server, 128+N signal N.
+    /// 65 bad input under --strict, 66 unusable --ca-file, 69 unreachable (retries exhausted, the
+    /// server's certificate not trusted, or edits not acknowledged within the drain timeout),
+    /// 74 stdout failed, 77 refused by the server, 128+N signal N.
     public func run() -> Int32 {
         if let problem = JoinOptions.problem(with: options.urls) {
             diagnostics.error(problem)
             return ExitStatus.usage.rawValue
         }
+        if let status = options.tls.prepare(diagnostics) { return status }
         JoinTool.openMissingStandardDescriptors()
         guard let made = EventLoop.forTool(diagnostics, interrupted: { [weak self] in self?.interrupted($0) }) else {
             return ExitStatus.software.rawValue
@@ -263,6 +267,7 @@ public final class JoinTool {
         o.limits.maxMessageSize = options.maxMessageSize
         o.limits.heartbeat = options.heartbeat
         o.limits.closeTimeout = .seconds(2)
+        o.tls = options.tls
         return o
     }
 
@@ -339,6 +344,11 @@ public final class JoinTool {
     func connectFailed(_ message: String) {
         if exitStatus != nil {
             loop.stop()
+            return
+        }
+        if link.certificateRejected {
+            diagnostics.error("\(message); \(ClientTLS.hint)")
+            finish(ExitStatus.unavailable.rawValue)
             return
         }
         note("cannot connect to \(link.currentURL): \(message)")

@@ -21,6 +21,9 @@ final class RoomConnection {
     private(set) var failures = 0
     /// Why the last connection ended or attempt failed, for the owner's messages.
     var lastFailure = ""
+    /// The last attempt failed on the server's certificate: a configuration error (--ca-file,
+    /// --insecure), not an outage, so owners give up instead of retrying.
+    private(set) var certificateRejected = false
     /// Connections that reached the room so far.
     private(set) var joins = 0
     /// The URL of the current (or next) attempt in `urls`.
@@ -102,6 +105,7 @@ final class RoomConnection {
         guard c === connection else { return }
         connection = nil
         lastFailure = message
+        certificateRejected = c.certificateRejected
         onConnectFailure(message)
     }
 

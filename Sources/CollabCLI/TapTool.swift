@@ -75,6 +75,8 @@ public struct TapOptions: Sendable {
     public var maxMessageSize = 256 << 20
     public var heartbeat: Heartbeat? = Heartbeat(idle: .seconds(30), timeout: .seconds(15))
     public var inputFD: Int32 = STDIN_FILENO
+    /// How wss:// URLs check the server (--ca-file, --insecure).
+    public var tls = ClientTLS()
     /// Colours and the redrawn table: decided from stdout by the executable, fixed by tests.
     public var terminal = false
     public var color = false
@@ -173,13 +175,15 @@ public final class TapTool {
 
     /// Runs until the input ends, the source gives up, or a signal; returns the exit status:
     /// 0 done (also when stdout's reader went away), 64 usage, 65 bad input under --strict,
-    /// 69 source unreachable after --max-retries, 74 stdout or the input file failed, 77 refused
+    /// 66 unusable --ca-file, 69 source unreachable after --max-retries or its certificate not
+    /// trusted, 74 stdout or the input file failed, 77 refused
     /// by the server, 128+N signal N.
     public func run() -> Int32 {
         if let problem = options.problem {
             diagnostics.error(problem)
             return ExitStatus.usage.rawValue
         }
+        if case .websocket = options.source, let status = options.tls.prepare(diagnostics) { return status }
         signal(SIGPIPE, SIG_IGN)
         JoinTool.openMissingStandardDescriptors()
         if let path = options.replay {
@@ -338,6 +342,7 @@ public final class TapTool {
         clientOptions.limits.maxMessageSize = options.maxMessageSize
         clientOptions.limits.heartbeat = options.heartbeat
         clientOptions.limits.closeTimeout = .seconds(2)
+        clientOptions.tls = options.tls
         let link = RoomConnection(loop: loop, urls: urls, clientOptions: clientOptions, backoff: options.backoff,
                                   maxRetries: options.maxRetries, note: { [weak self] in self?.note($0) })
         self.link = link
@@ -421,6 +426,11 @@ public final class TapTool {
     func connectFailed(_ message: String) {
         if exitStatus != nil {
             loop.stop()
+            return
+        }
+        if link?.certificateRejected == true {
+            diagnostics.error("\(message); \(ClientTLS.hint)")
+            finish(ExitStatus.unavailable.rawValue)
             return
         }
         note("cannot connect to \(link?.currentURL ?? "?"): \(message)")

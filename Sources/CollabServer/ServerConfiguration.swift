@@ -1,5 +1,6 @@
 import CollabAuth
 import CollabRedis
+import CollabTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -49,6 +50,8 @@ public struct ServerConfiguration: Sendable {
     public var authTimeout: Duration = .seconds(10)
     /// Which browser origins may connect (--allowed-origin); open when empty.
     public var allowedOrigins = OriginPolicy([])
+    /// Serve wss:// (and https:// for /healthz, /metrics) with this certificate and key.
+    public var tls: ServerTLS?
 
     public init(dataDirectory: String?) {
         self.dataDirectory = dataDirectory
@@ -66,8 +69,9 @@ public struct ServerConfiguration: Sendable {
         return nil
     }
 
-    /// The URL clients use, for messages: `ws://HOST:PORT`.
-    static func url(host: String, port: Int) -> String {
-        host.contains(":") ? "ws://[\(host)]:\(port)" : "ws://\(host):\(port)"
+    /// The URL clients use, for messages: `ws://HOST:PORT`, or `wss://` with TLS.
+    static func url(host: String, port: Int, secure: Bool = false) -> String {
+        let scheme = secure ? "wss" : "ws"
+        return host.contains(":") ? "\(scheme)://[\(host)]:\(port)" : "\(scheme)://\(host):\(port)"
     }
 }

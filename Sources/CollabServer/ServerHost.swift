@@ -33,7 +33,7 @@ public struct ServerStats: Sendable, Equatable {
 
 /// Why a host could not start.
 public struct ServerStartError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable { case dataDirectory, listen }
+    public enum Kind: Sendable { case dataDirectory, listen, tls }
     public var kind: Kind
     public var message: String
     public init(_ kind: Kind, _ message: String) {
@@ -73,8 +73,8 @@ public final class ServerHost {
 
     /// The bound TCP port (the actual one when the configuration asked for 0).
     public var port: Int { server.port }
-    /// `ws://HOST:PORT`.
-    public var url: String { ServerConfiguration.url(host: configuration.host, port: port) }
+    /// `ws://HOST:PORT` (`wss://` with TLS).
+    public var url: String { ServerConfiguration.url(host: configuration.host, port: port, secure: configuration.tls != nil) }
 
     final class Session {
         let id: ConnectionID
@@ -181,12 +181,17 @@ public final class ServerHost {
         options.limits.maxQueuedBytes = configuration.maxQueueBytes
         options.limits.heartbeat = Heartbeat(idle: configuration.pingInterval, timeout: configuration.pingTimeout)
         options.serverName = "collab-serve"
+        options.tls = configuration.tls
         do {
             server = try loop.listen(options)
+        } catch let error as TLSSetupError {
+            loop.shutdown()
+            Glibc.close(dataLock)
+            throw ServerStartError(.tls, error.message)
         } catch {
             loop.shutdown()
             Glibc.close(dataLock)
-            throw ServerStartError(.listen, "cannot listen on \(ServerConfiguration.url(host: configuration.host, port: configuration.port)) (address in use, or not an address of this host?)")
+            throw ServerStartError(.listen, "cannot listen on \(ServerConfiguration.url(host: configuration.host, port: configuration.port, secure: configuration.tls != nil)) (address in use, or not an address of this host?)")
         }
         let ref = HostRef()
         let mailbox = loop.makeMailbox { (request: ServerControl.Request) in

@@ -71,10 +71,31 @@ func collabLWSCallback(_ wsi: OpaquePointer?, _ reason: lws_callback_reasons,
         connectionOf(wsi)?.didOpen()
         return 0
 
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        // Once per certificate of the server's chain: `user` is the X509_STORE_CTX, `len` is
+        // OpenSSL's verdict (1 ok). Returning 0 keeps it; clearing the error overrules it.
+        guard let c = connectionOf(wsi), let user else { return 0 }
+        let store = OpaquePointer(user)
+        if c.insecureTLS {
+            X509_STORE_CTX_set_error(store, X509_V_OK)
+        } else if len == 0, c.certificateProblem == nil {
+            let err = X509_STORE_CTX_get_error(store)
+            c.certificateProblem = X509_verify_cert_error_string(Int(err)).map { String(cString: $0) } ?? "error \(err)"
+        }
+        return 0
+
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if let c = connectionOf(wsi) {
-            let message = input.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) }
+            var message = input.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) }
                 ?? "connection error"
+            if let target = c.tlsTarget, c.certificateProblem != nil || message.contains("certificate verify failed") {
+                c.certificateRejected = true
+                let detail = c.certificateProblem.map { " (\($0))" } ?? ""
+                message = "TLS handshake with \(target) failed: certificate verify failed\(detail)"
+            } else if let target = c.tlsTarget, message.contains("SSL") || message.contains("ssl") || message.contains("tls") {
+                // Mostly a plain server on the port: OpenSSL's own words for it are opaque.
+                message = "TLS handshake with \(target) failed (\(message)); a server without TLS needs ws://"
+            }
             if let loop = c.loop { loop.failClient(c, message) } else { c.connectFailed(message) }
         }
         return 0

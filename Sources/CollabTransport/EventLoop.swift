@@ -69,6 +69,9 @@ public final class EventLoop {
 
     var context: OpaquePointer?
     var baseVhost: OpaquePointer?
+    /// Client vhosts for wss://, one per CA file ("" = the system store only): lws keeps the
+    /// trusted CAs per vhost, not per connection.
+    var tlsClientVhosts: [String: OpaquePointer] = [:]
     let ref = LoopRef()
     let cAlloc = CAllocations()
     let baseProtocolName = "collab-transport"
@@ -107,6 +110,14 @@ public final class EventLoop {
         // send ClientOptions.origin as given (lws would otherwise prefix "http://").
         info.options = UInt64(LWS_SERVER_OPTION_EXPLICIT_VHOSTS) | UInt64(LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN)
         if options.validateUTF8 { info.options |= UInt64(LWS_SERVER_OPTION_VALIDATE_UTF8) }
+        // TLS vhosts (wss:// listeners, wss:// clients) can only be made in a context that did
+        // lws' OpenSSL set-up: it allocates the SSL ex-data slot lws finds its connections by.
+        // Vhosts opt in one by one (see `listen`, `clientTLSVhost`), so plain ones pay nothing.
+        // (lws keeps that slot in a C global that every new context replaces: a TLS handshake
+        // in flight while another loop of the same process is created can fail. The tools run
+        // one loop per process.)
+        let contextOptions = info.options
+        info.options |= UInt64(LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT)
         info.user = Unmanaged.passUnretained(ref).toOpaque()
         info.count_threads = 1
         info.max_http_header_data = UInt16(clamping: options.maxHTTPHeaderSize)
@@ -123,7 +134,7 @@ public final class EventLoop {
         vinfo.protocols = UnsafePointer(makeProtocols(name: baseProtocolName, user: nil,
                                                       rxBufferSize: options.clientRxBufferSize))
         vinfo.retry_and_idle_policy = UnsafePointer(disabledValidityPolicy())
-        vinfo.options = info.options
+        vinfo.options = contextOptions
         guard let vh = lws_create_vhost(ctx, &vinfo) else {
             teardown(notify: false)
             throw TransportError("libwebsockets: cannot create the base vhost")
@@ -355,6 +366,7 @@ public final class EventLoop {
         lws_context_destroy(ctx)
         context = nil
         baseVhost = nil
+        tlsClientVhosts = [:]
         for c in connections.values {
             c.didClose()
             c.detach()

@@ -192,6 +192,15 @@ public final class WebSocketConnection {
 
     /// Client side: extra upgrade headers (lower-case names with ':').
     var clientHeaders: [(String, String)] = []
+    /// Client side, wss://: `host:port` for messages; nil for ws://.
+    var tlsTarget: String?
+    /// Client side, wss:// with `ClientTLS.insecure`: every certificate passes.
+    var insecureTLS = false
+    /// What OpenSSL found wrong with the server's certificate (e.g. "self-signed certificate").
+    var certificateProblem: String?
+    /// Client side: the attempt failed because the server's certificate was not trusted (or not
+    /// for this host). Retrying cannot help: trust has to be configured.
+    public internal(set) var certificateRejected = false
 
     init(id: UInt64, isClient: Bool, request: RequestHead, loop: EventLoop, limits: ConnectionLimits,
          handlers: WebSocketHandlers) {

@@ -22,6 +22,8 @@ public final class WebSocketServer {
         public var rxBufferSize: Int = 512
         /// `Server:` header of HTTP responses.
         public var serverName: String = "collab"
+        /// Serve TLS (wss://, https://) with this certificate and key; nil: plain ws://, http://.
+        public var tls: ServerTLS?
 
         public init(host: String? = "127.0.0.1", port: Int = 0) {
             self.host = host
@@ -70,10 +72,12 @@ public final class WebSocketServer {
 }
 
 extension EventLoop {
-    /// Starts listening (a new libwebsockets vhost). Throws if the address cannot be bound.
+    /// Starts listening (a new libwebsockets vhost). Throws `TLSSetupError` if the TLS files are
+    /// unusable (checked before anything is bound), another error if the address cannot be bound.
     public func listen(_ options: WebSocketServer.Options = .init(),
                        handlers: WebSocketHandlers = .init()) throws -> WebSocketServer {
         guard let context, !tearingDown else { throw TransportError("loop finished") }
+        try options.tls?.check()
         // The protocol table's `user` points at the server (kept alive by `servers`).
         let server = WebSocketServer(options: options, handlers: handlers, loop: self)
         let user = Unmanaged.passUnretained(server).toOpaque()
@@ -90,6 +94,11 @@ extension EventLoop {
         if let host = options.host, host.contains(".") && !host.contains(":") {
             // An IPv4 literal: bind an IPv4 socket.
             info.options |= UInt64(LWS_SERVER_OPTION_DISABLE_IPV6)
+        }
+        if let tls = options.tls {
+            info.options |= UInt64(LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT)
+            info.ssl_cert_filepath = UnsafePointer(cAlloc.string(tls.certificateFile))
+            info.ssl_private_key_filepath = UnsafePointer(cAlloc.string(tls.privateKeyFile))
         }
         guard let vh = lws_create_vhost(context, &info) else {
             throw TransportError("cannot listen on \(options.host ?? "*"):\(options.port)")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CollabCLI
 import CollabProtocol
+import CollabTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,9 @@ struct CollabBench: ParsableCommand {
 
         SIGINT or SIGTERM during the run ends the window early; the run still drains and reports, and exits 128+signal. While connecting, it exits at once without a report. A second signal exits at once.
 
-        Exit status: 0 the run was clean; 1 deliveries were missing, duplicated or out of order, ops were never acknowledged, the server sent errors, or connections were lost during the run (the report says which); 64 usage error; 69 a client could not connect or join (server unreachable, refused, or no progress for --connect-timeout): nothing was measured; 77 refused as unauthorized; 130/143 interrupted.
+        TLS: wss://HOST:PORT measures through TLS (collab-serve --tls-cert); the server's certificate must be trusted by the system's CA store or by --ca-file, and name the URL's host; --insecure accepts any certificate (for tests; a warning says so).
+
+        Exit status: 0 the run was clean; 1 deliveries were missing, duplicated or out of order, ops were never acknowledged, the server sent errors, or connections were lost during the run (the report says which); 64 usage error; 66 the --ca-file cannot be read or holds no certificate; 69 a client could not connect or join (server unreachable, refused, its certificate not trusted, or no progress for --connect-timeout): nothing was measured; 77 refused as unauthorized; 130/143 interrupted.
 
         Examples:
           collab-bench ws://127.0.0.1:7420
@@ -39,7 +42,7 @@ struct CollabBench: ParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The server: ws://HOST:PORT; more URLs of other instances (collab-serve --redis) to split the clients between.", valueName: "url"))
+    @Argument(help: ArgumentHelp("The server: ws://HOST:PORT (wss:// for TLS); more URLs of other instances (collab-serve --redis) to split the clients between.", valueName: "url"))
     var urls: [String]
 
     @Option(help: ArgumentHelp("Rooms to spread the clients over (client i joins room i mod N).", valueName: "n"))
@@ -84,6 +87,12 @@ struct CollabBench: ParsableCommand {
     @Option(name: .customLong("ops-csv"), help: ArgumentHelp("Also write one CSV line per measured op that reached its whole room: writer, seq, rev, and its reference time, ack, first and last receipt in microseconds of CLOCK_MONOTONIC (to see how slow ops cluster, and line them up with perf record -k mono).", valueName: "file"), completion: .file())
     var opsCSV: String?
 
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp("For wss:// URLs: also trust the CA certificates (or the server's own certificate) in this PEM file, besides the system's.", valueName: "file"), completion: .file())
+    var caFile: String?
+
+    @Flag(help: "For wss:// URLs: accept any server certificate (self-signed, unknown CA, another host's name). For tests only; a warning says so.")
+    var insecure = false
+
     @Flag(help: "Write one JSON object instead of the table.")
     var json = false
 
@@ -123,6 +132,7 @@ struct CollabBench: ParsableCommand {
         options.serverPIDs = serverPIDs
         options.json = json
         options.quiet = quiet
+        options.tls = ClientTLS(caFile: caFile, insecure: insecure)
         options.seed = seed
         options.opsCSV = opsCSV
         if let token {

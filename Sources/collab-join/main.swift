@@ -1,6 +1,7 @@
 import ArgumentParser
 import CollabCLI
 import CollabProtocol
+import CollabTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,9 @@ struct CollabJoin: ParsableCommand {
 
         SIGINT and SIGTERM: leave politely and exit 128+signal (130, 143); edits not yet acknowledged at that moment are dropped (a warning says so). A second signal exits at once. If stdout is closed by its reader (EPIPE), collab-join leaves and exits 0.
 
-        Exit status: 0 done; 64 usage error (also URLs naming different rooms), bad URL or room name (the server's message is shown); 65 bad input line with --strict; 69 server unreachable after --max-retries, or edits not acknowledged within --drain-timeout; 74 stdout could not be written; 77 refused by the server (unauthorized or forbidden); 130/143 interrupted.
+        TLS: wss://HOST:PORT/ROOM connects with TLS (collab-serve --tls-cert). The server's certificate must be trusted by the system's CA store or by --ca-file, and name the URL's host; --insecure accepts any certificate (for tests; a warning says so). A certificate that is not trusted is a configuration error, not an outage: collab-join says why ("TLS handshake with HOST:PORT failed: certificate verify failed (...)") and exits 69 at once instead of retrying.
+
+        Exit status: 0 done; 64 usage error (also URLs naming different rooms), bad URL or room name (the server's message is shown); 65 bad input line with --strict; 66 the --ca-file cannot be read or holds no certificate; 69 server unreachable after --max-retries, its certificate not trusted, or edits not acknowledged within --drain-timeout; 74 stdout could not be written; 77 refused by the server (unauthorized or forbidden); 130/143 interrupted.
 
         Examples:
           collab-join ws://localhost:7420/notes | collab-ot-apply apply --follow
@@ -42,7 +45,7 @@ struct CollabJoin: ParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("The room to join: ws://HOST:PORT/ROOM; more URLs of the same room on other instances to fail over to.", valueName: "url"))
+    @Argument(help: ArgumentHelp("The room to join: ws://HOST:PORT/ROOM (wss:// for TLS); more URLs of the same room on other instances to fail over to.", valueName: "url"))
     var urls: [String]
 
     @Option(help: "User name sent to the room (default: $USER, else anonymous).")
@@ -72,6 +75,12 @@ struct CollabJoin: ParsableCommand {
     @Option(name: .customLong("max-line"), help: ArgumentHelp("Longest accepted input line, in bytes.", valueName: "bytes"))
     var maxLine: Int = LineSplitter.defaultMaxLineLength
 
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp("For wss:// URLs: also trust the CA certificates (or the server's own certificate) in this PEM file, besides the system's.", valueName: "file"), completion: .file())
+    var caFile: String?
+
+    @Flag(help: "For wss:// URLs: accept any server certificate (self-signed, unknown CA, another host's name). For tests only; a warning says so.")
+    var insecure = false
+
     @Flag(name: .shortAndLong, help: "No connection logs on stderr (problems are still reported).")
     var quiet = false
 
@@ -94,6 +103,7 @@ struct CollabJoin: ParsableCommand {
         options.strict = strict
         options.maxLineLength = maxLine
         options.quiet = quiet
+        options.tls = ClientTLS(caFile: caFile, insecure: insecure)
         let tool = JoinTool(options: options, diagnostics: Diagnostics(program: "collab-join"),
                             output: LineWriter(fd: STDOUT_FILENO))
         let status = tool.run()

@@ -2,6 +2,7 @@ import ArgumentParser
 import CollabAuth
 import CollabRedis
 import CollabServer
+import CollabTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -31,13 +32,16 @@ struct CollabServe: ParsableCommand {
 
         Authentication: with a secret (--auth-secret-file FILE, or the environment variable COLLAB_AUTH_SECRET; at least 32 bytes) every connection must present an access token signed with it (a JWT, HS256; collab-serve token mints them): in the token query parameter (ws://HOST:PORT/ROOM?token=...), an Authorization: Bearer header, or the hello's "token". Its sub becomes the member's user on every message (the hello's user is ignored), its name the display name, and the client id is prefixed with the user (USER/ID) so no member can take over another's; rooms lists the rooms it opens (names or globs: * within a path segment, ** across, ? one character); perm read makes a read-only member, whose ops get "forbidden" (its cursor and typing still go out); exp is required. A missing, malformed, wrongly signed or expired token gets "unauthorized", a token for other rooms "forbidden", both fatal and followed by close 1008, before the room is even loaded; so does a connection with no valid token after --auth-timeout seconds. When a member's token expires it gets "unauthorized" and is closed with 1008. Without a secret the server is open and says so at start-up; --require-auth makes that an error. --allowed-origin refuses WebSocket upgrades from other browser origins with HTTP 403.
 
-        Exit status: 0 after a clean shutdown; 64 usage error; 66 the secret file cannot be read; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock); 78 no secret with --require-auth, or a secret shorter than 32 bytes.
+        TLS: with --tls-cert and --tls-key (PEM files; the certificate file may hold the whole chain) the server speaks only TLS on its port: clients connect to wss://HOST:PORT/ROOM, and /healthz and /metrics are https://. Both are checked at start: a file that cannot be read, is not PEM, or a key that does not belong to the certificate stops the server with one line naming the file. Clients trust the certificate through the system's CA store or their --ca-file; collab-join --insecure skips the check (for tests).
+
+        Exit status: 0 after a clean shutdown; 64 usage error (also --tls-cert without --tls-key, or the reverse); 66 the TLS certificate or key, or the secret file, cannot be read or is not valid; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock); 78 no secret with --require-auth, or a secret shorter than 32 bytes.
 
         Examples:
           collab-serve
           collab-serve --host 0.0.0.0 --port 8080 --data /var/lib/collab
           collab-serve --port 0 2>&1 | grep -m1 'listening on'
           curl -s http://127.0.0.1:7420/healthz | jq .
+          collab-serve --host 0.0.0.0 --port 443 --tls-cert /etc/collab/cert.pem --tls-key /etc/collab/key.pem
           collab-join ws://127.0.0.1:7420/notes < edits.ndjson
           collab-ot-apply apply < ~/.local/state/collab/notes/journal.ndjson
           collab-serve --port 7421 --redis redis://127.0.0.1:6379 & collab-serve --port 7422 --redis redis://127.0.0.1:6379
@@ -105,6 +109,17 @@ struct CollabServe: ParsableCommand {
             help: ArgumentHelp("A web origin whose pages may connect (https://app.example.com, https://*.example.com, or * for any); repeat for more. Browsers send Origin, programs do not and are let through. Default: any.", valueName: "ORIGIN"))
     var allowedOrigins: [String] = []
 
+    @Option(name: .customLong("tls-cert"),
+            help: ArgumentHelp("Serve wss:// and https:// with this certificate (PEM, optionally followed by its chain). Needs --tls-key.",
+                               valueName: "FILE"),
+            completion: .file())
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"),
+            help: ArgumentHelp("The private key of --tls-cert (PEM, unencrypted).", valueName: "FILE"),
+            completion: .file())
+    var tlsKey: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("Least severe log lines shown: error, warn, info or debug (debug adds one line per message).", valueName: "LEVEL"))
     var logLevel: LogLevelArgument = .info
 
@@ -124,6 +139,9 @@ struct CollabServe: ParsableCommand {
         guard authTimeout.value >= 0.1 else { throw ValidationError("--auth-timeout must be at least 0.1 seconds") }
         if let redis {
             do { _ = try RedisURL(parsing: redis) } catch { throw ValidationError("--redis: \(error)") }
+        }
+        if (tlsCert == nil) != (tlsKey == nil) {
+            throw ValidationError("give --tls-cert and --tls-key together")
         }
         if redis == nil && dataDirectory == nil && ServerConfiguration.defaultDataDirectory() == nil {
             throw ValidationError("neither XDG_STATE_HOME nor HOME is set: give --data DIR")
@@ -148,6 +166,7 @@ struct CollabServe: ParsableCommand {
         config.presenceTTL = presenceTTL.duration
         config.handleSignals = true
         config.redis = try redis.map { try RedisURL(parsing: $0) }
+        if let tlsCert, let tlsKey { config.tls = ServerTLS(certificateFile: tlsCert, privateKeyFile: tlsKey) }
         let log = ServerLog(level: logLevel.level)
         if redis != nil && dataDirectory != nil { log.warn("--data is not used with --redis: the rooms live in Redis") }
         do {
@@ -172,7 +191,11 @@ struct CollabServe: ParsableCommand {
             host = try ServerHost(configuration: config, log: log)
         } catch let e as ServerStartError {
             log.error(e.message)
-            throw ExitCode(e.kind == .listen ? 69 : 73)
+            switch e.kind {
+            case .listen: throw ExitCode(69)
+            case .tls: throw ExitCode(66)
+            case .dataDirectory: throw ExitCode(73)
+            }
         }
         host.run()
     }

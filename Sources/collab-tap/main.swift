@@ -1,6 +1,7 @@
 import ArgumentParser
 import CollabCLI
 import CollabProtocol
+import CollabTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -25,7 +26,9 @@ struct CollabTap: ParsableCommand {
 
         Bad input lines are reported on stderr as "line N: ..." and skipped; with --strict the tap stops there with status 65. Logs go to stderr (--quiet silences notes), data to stdout only. If stdout's reader goes away (EPIPE) it exits 0.
 
-        Exit status: 0 done (end of input or of the replay); 64 usage error; 65 bad input line with --strict; 69 source unreachable after --max-retries; 74 stdout or the input file failed; 77 refused by the server (unauthorized); 130/143 on SIGINT/SIGTERM (after the --stats totals and a flush).
+        TLS: wss://HOST:PORT/ROOM connects with TLS (collab-serve --tls-cert); the server's certificate must be trusted by the system's CA store or by --ca-file, and name the URL's host; --insecure accepts any certificate (for tests; a warning says so). A certificate that is not trusted ends the tap at once with status 69 (no retries).
+
+        Exit status: 0 done (end of input or of the replay); 64 usage error; 65 bad input line with --strict; 66 the --ca-file cannot be read or holds no certificate; 69 source unreachable after --max-retries, or its certificate not trusted; 74 stdout or the input file failed; 77 refused by the server (unauthorized); 130/143 on SIGINT/SIGTERM (after the --stats totals and a flush).
 
         Examples:
           collab-tap ws://localhost:7420/notes
@@ -38,7 +41,7 @@ struct CollabTap: ParsableCommand {
         """
     )
 
-    @Argument(help: ArgumentHelp("Where to read traffic: ws://HOST:PORT/ROOM [more URLs of that room], redis://HOST:PORT, a capture file, or nothing (or -) for stdin.", valueName: "source"))
+    @Argument(help: ArgumentHelp("Where to read traffic: ws://HOST:PORT/ROOM or wss:// [more URLs of that room], redis://HOST:PORT, a capture file, or nothing (or -) for stdin.", valueName: "source"))
     var source: [String] = []
 
     @Option(help: ArgumentHelp("Only rooms matching this glob (repeatable); with redis://, the rooms followed.", valueName: "room"))
@@ -80,11 +83,18 @@ struct CollabTap: ParsableCommand {
     @Option(name: .customLong("max-line"), help: ArgumentHelp("Longest accepted input line, in bytes.", valueName: "bytes"))
     var maxLine: Int = LineSplitter.defaultMaxLineLength
 
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp("For wss:// URLs: also trust the CA certificates (or the server's own certificate) in this PEM file, besides the system's.", valueName: "file"), completion: .file())
+    var caFile: String?
+
+    @Flag(help: "For wss:// URLs: accept any server certificate (self-signed, unknown CA, another host's name). For tests only; a warning says so.")
+    var insecure = false
+
     @Flag(name: .shortAndLong, help: "No connection notes on stderr (problems are still reported).")
     var quiet = false
 
     func makeOptions() throws -> TapOptions {
         var o = TapOptions()
+        o.tls = ClientTLS(caFile: caFile, insecure: insecure)
         switch TapSource.parse(source) {
         case .success(let s): o.source = s
         case .failure(let e): throw ValidationError(e.description)

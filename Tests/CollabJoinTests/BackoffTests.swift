@@ -33,7 +33,8 @@ final class BackoffTests: XCTestCase {
         XCTAssertNotNil(JoinOptions.problem(with: "ws://127.0.0.1:7420/"))
         XCTAssertNotNil(JoinOptions.problem(with: "ws://127.0.0.1:7420"))
         XCTAssertNotNil(JoinOptions.problem(with: "http://127.0.0.1:7420/doc"))
-        XCTAssertNotNil(JoinOptions.problem(with: "wss://127.0.0.1:7420/doc"))
+        XCTAssertNil(JoinOptions.problem(with: "wss://127.0.0.1:7420/doc"))
+        XCTAssertNotNil(JoinOptions.problem(with: "wss://127.0.0.1:7420/"))
     }
 
     func testFailoverURLsMustNameOneRoom() {

@@ -5,11 +5,14 @@ import XCTest
 public final class ServerProcess {
     public let child: ChildProcess
     public let port: Int
-    public var url: String { "ws://127.0.0.1:\(port)" }
+    /// Started with --tls-cert: clients use wss://.
+    public let secure: Bool
+    public var url: String { "\(secure ? "wss" : "ws")://127.0.0.1:\(port)" }
 
-    public init(child: ChildProcess, port: Int) {
+    public init(child: ChildProcess, port: Int, secure: Bool = false) {
         self.child = child
         self.port = port
+        self.secure = secure
     }
 
     /// Starts `collab-serve` through `spawn` (which keeps the child for the test's teardown) on
@@ -22,15 +25,17 @@ public final class ServerProcess {
         while true {
             let child = try spawn("collab-serve", ["--port", "\(port)"] + (data.map { ["--data", $0.path] } ?? []) + ["--log-level", "info"] + extra)
             var found: Int?
+            let secure = extra.contains("--tls-cert")
+            let announced = "listening on \(secure ? "wss" : "ws")://127.0.0.1:"
             child.stderr.wait(timeout: 10) { data in
                 let text = String(decoding: data, as: UTF8.self)
-                guard let r = text.range(of: "listening on ws://127.0.0.1:") else { return false }
+                guard let r = text.range(of: announced) else { return false }
                 let digits = text[r.upperBound...].prefix { $0.isNumber }
                 guard let p = Int(digits), text[r.upperBound...].dropFirst(digits.count).first?.isNewline == true else { return false }
                 found = p
                 return true
             }
-            if let found { return ServerProcess(child: child, port: found) }
+            if let found { return ServerProcess(child: child, port: found, secure: secure) }
             let status = child.waitForExit(timeout: 5)
             if Date() < deadline && status == 69 { continue } // address still in use: try again
             XCTFail("collab-serve did not start (status \(status.map(String.init) ?? "?")): \(child.stderr.text)", file: file, line: line)

@@ -528,7 +528,7 @@ final class WebSocketTests: XCTestCase {
         let cancelled = try loop.connect(to: "ws://127.0.0.1:\(probe.port)/x?token=good", handlers: handlers("cancelled"))
         cancelled.close()
         _ = try loop.connect(to: "ws://127.0.0.1:\(probe.port)/x?token=bad", handlers: handlers("rejected"))
-        XCTAssertThrowsError(try loop.connect(to: "wss://127.0.0.1/x", handlers: WebSocketHandlers()))
+        XCTAssertThrowsError(try loop.connect(to: "http://127.0.0.1/x", handlers: WebSocketHandlers()))
         XCTAssertThrowsError(try loop.connect(to: "ws://127.0.0.1:99999/x", handlers: WebSocketHandlers()))
         runLoop(loop)
         XCTAssertEqual(opened, 0)
