@@ -175,14 +175,9 @@ struct CollabServe: ParsableCommand {
             log.error(e.message)
             throw ExitCode(e.status)
         }
-        if config.tokens == nil {
-            if requireAuth {
-                log.error("--require-auth: no secret (give --auth-secret-file FILE or set COLLAB_AUTH_SECRET)")
-                throw ExitCode(78)
-            }
-            log.warn("no auth secret: anyone who reaches this port may join any room under any name (--auth-secret-file, --require-auth)")
-        } else {
-            log.always("connections need an access token (HS256; mint one with collab-serve token)")
+        if config.tokens == nil && requireAuth {
+            log.error("--require-auth: no secret (give --auth-secret-file FILE or set COLLAB_AUTH_SECRET)")
+            throw ExitCode(78)
         }
         config.authTimeout = authTimeout.duration
         config.allowedOrigins = OriginPolicy(allowedOrigins)
@@ -196,6 +191,12 @@ struct CollabServe: ParsableCommand {
             case .tls: throw ExitCode(66)
             case .dataDirectory: throw ExitCode(73)
             }
+        }
+        // Said once the server could start, next to where it listens.
+        if config.tokens == nil {
+            log.warn("no auth secret: anyone who reaches this port may join any room under any name (--auth-secret-file, --require-auth)")
+        } else {
+            log.always("connections need an access token (HS256; mint one with collab-serve token)")
         }
         host.run()
     }

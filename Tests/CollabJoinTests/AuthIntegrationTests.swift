@@ -115,4 +115,20 @@ final class AuthIntegrationTests: JoinTestCase {
         let noRoom = try spawn("collab-serve", ["token", "--auth-secret-file", secretFile.path, "--user", "a"], stdinNull: true).finish(timeout: 15)
         XCTAssertEqual(noRoom.status, 64, noRoom.err)
     }
+
+    /// Tokens and TLS together, as in production: the token travels inside wss://.
+    func testTokenOverWSS() throws {
+        let certs = try TestCertificates(directory: try temporaryDirectory())
+        let server = try startServer(data: try temporaryDirectory(),
+                                     extra: certs.serveArguments + ["--auth-secret-file", secretFile.path, "--require-auth"])
+        XCTAssertTrue(server.url.hasPrefix("wss://"), server.url)
+        let t = try mint(["--user", "sam", "--room", "secure/*"])
+        let c = try join(server.url + "/secure/doc", ["--token", t, "--ca-file", certs.caFile, "--quiet"])
+        c.send(#"{"type":"insert","pos":0,"text":"tls+jwt"}"# + "\n")
+        c.closeInput()
+        XCTAssertEqual(c.waitForExit(timeout: 15), 0, c.stderr.text)
+        XCTAssertTrue(c.stdout.text.contains(#""user":"sam""#), c.stdout.text)
+        let refused = try join(server.url + "/secure/doc", ["--ca-file", certs.caFile], stdinNull: true)
+        XCTAssertEqual(refused.waitForExit(timeout: 15), 77, refused.stderr.text)
+    }
 }
