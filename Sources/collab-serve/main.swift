@@ -58,6 +58,15 @@ struct CollabServe: ParsableCommand {
     @Option(name: .customLong("max-queue"), help: ArgumentHelp("Most bytes waiting to be sent to one client before it is closed as a slow consumer (K, M suffixes).", valueName: "SIZE"))
     var maxQueue: ByteSize = ByteSize(8 << 20)
 
+    @Option(name: .customLong("max-rate"), help: ArgumentHelp("Messages per second one connection may send, sustained (a token bucket); more are dropped with a \"rate-limited\" error, and a connection that keeps it up is closed (1008). 0: no limit.", valueName: "N"))
+    var maxRate: Int = 200
+
+    @Option(name: .customLong("max-burst"), help: ArgumentHelp("Messages one connection may send at once after a quiet spell (the bucket's size; default 5 × --max-rate).", valueName: "N"))
+    var maxBurst: Int?
+
+    @Option(name: .customLong("max-conns-per-ip"), help: ArgumentHelp("WebSocket connections one peer address may hold open; more are refused with HTTP 429. 0: no limit (behind a reverse proxy, where every client has the proxy's address).", valueName: "N"))
+    var maxConnsPerIP: Int = 256
+
     @Option(name: .customLong("ping-interval"), help: ArgumentHelp("Ping a client after this many seconds of silence.", valueName: "SECONDS"))
     var pingInterval: Seconds = Seconds(25)
 
@@ -94,6 +103,12 @@ struct CollabServe: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxMessage.bytes > 0 else { throw ValidationError("--max-message must be positive") }
         guard maxQueue.bytes > 0 else { throw ValidationError("--max-queue must be positive") }
+        guard maxRate >= 0 else { throw ValidationError("--max-rate must be 0 or more") }
+        if let maxBurst {
+            guard maxBurst >= 1 else { throw ValidationError("--max-burst must be at least 1") }
+            guard maxRate > 0 else { throw ValidationError("--max-burst needs a --max-rate above 0") }
+        }
+        guard maxConnsPerIP >= 0 else { throw ValidationError("--max-conns-per-ip must be 0 or more") }
         guard pingInterval.value >= 0.01, pingTimeout.value >= 0.01 else {
             throw ValidationError("--ping-interval and --ping-timeout must be at least 0.01 seconds")
         }
@@ -119,6 +134,8 @@ struct CollabServe: ParsableCommand {
         config.port = port
         config.maxMessageBytes = maxMessage.bytes
         config.maxQueueBytes = maxQueue.bytes
+        config.rateLimit = RateLimit(rate: Double(maxRate), burst: maxBurst.map(Double.init))
+        config.maxConnectionsPerAddress = maxConnsPerIP
         config.pingInterval = pingInterval.duration
         config.pingTimeout = pingTimeout.duration
         config.snapshotEvery = snapshotEvery
