@@ -70,9 +70,9 @@ public struct RateLimit: Sendable, Equatable {
     public var isEnabled: Bool { rate > 0 }
 }
 
-/// One connection's limiter. The host asks `admit` for every message (before decoding it, so a
-/// dropped message costs next to nothing); for one it drops it asks `refuse` what to tell the
-/// client.
+/// One connection's limiter. The host asks `admit` for every message, before decoding it; for
+/// one it drops it asks `refuse` what to tell the client (decoding it only to find an op's seq:
+/// a bounded cost, since a connection that keeps sending is closed after `abuseAllowance` drops).
 public struct ConnectionRateLimiter: Sendable {
     public enum Refusal: Sendable, Equatable {
         /// Answer with a `rate-limited` error now (carrying `seq` when the message was an op).
@@ -96,7 +96,7 @@ public struct ConnectionRateLimiter: Sendable {
     var unreportedSeq: Int?
     var reportArmed = false
     public private(set) var closing = false
-    /// Messages dropped on this connection, and whether any was (for one log line per connection).
+    /// Messages dropped on this connection (the host logs the first).
     public private(set) var dropped = 0
 
     public init(_ limit: RateLimit, now: UInt64) {
