@@ -165,7 +165,7 @@ _collab-serve() {
     local -a repeating_flags=()
     local -a non_repeating_flags=(-h --help)
     local -a repeating_options=()
-    local -a non_repeating_options=(--host --port --data --max-message --max-queue --ping-interval --ping-timeout --snapshot-every --idle-unload --history --typing-timeout --presence-interval --presence-ttl --redis --log-level)
+    local -a non_repeating_options=(--host --port --data --max-message --max-queue --max-rate --max-burst --max-conns-per-ip --ping-interval --ping-timeout --snapshot-every --idle-unload --history --typing-timeout --presence-interval --presence-ttl --redis --log-level)
     __collab-serve_offer_flags_options 0
 
     # Offer option value completions
@@ -184,6 +184,15 @@ _collab-serve() {
         return
         ;;
     '--max-queue')
+        return
+        ;;
+    '--max-rate')
+        return
+        ;;
+    '--max-burst')
+        return
+        ;;
+    '--max-conns-per-ip')
         return
         ;;
     '--ping-interval')

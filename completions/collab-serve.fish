@@ -20,7 +20,7 @@ function __collab-serve_parse_tokens -S
     set -l unparsed_tokens (__collab-serve_tokens -pc)
     switch $unparsed_tokens[1]
     case 'collab-serve'
-        __collab-serve_parse_subcommand 0 'host=' 'port=' 'data=' 'max-message=' 'max-queue=' 'ping-interval=' 'ping-timeout=' 'snapshot-every=' 'idle-unload=' 'history=' 'typing-timeout=' 'presence-interval=' 'presence-ttl=' 'redis=' 'log-level=' 'h/help'
+        __collab-serve_parse_subcommand 0 'host=' 'port=' 'data=' 'max-message=' 'max-queue=' 'max-rate=' 'max-burst=' 'max-conns-per-ip=' 'ping-interval=' 'ping-timeout=' 'snapshot-every=' 'idle-unload=' 'history=' 'typing-timeout=' 'presence-interval=' 'presence-ttl=' 'redis=' 'log-level=' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __collab-serve_parse_subcommand -r 1 
@@ -82,6 +82,9 @@ complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" data' -l 'data' -d 'Directory of the rooms\' journals and snapshots (default: $XDG_STATE_HOME/collab, else ~/.local/state/collab). Not used with --redis.' -rfa '(__collab-serve_complete_directories)'
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" max-message' -l 'max-message' -d 'Largest message accepted from a client (bytes; K, M suffixes).' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" max-queue' -l 'max-queue' -d 'Most bytes waiting to be sent to one client before it is closed as a slow consumer (K, M suffixes).' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" max-rate' -l 'max-rate' -d 'Messages per second one connection may send, sustained (a token bucket); more are dropped with a "rate-limited" error, and a connection that keeps it up is closed (1008). 0: no limit.' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" max-burst' -l 'max-burst' -d 'Messages one connection may send at once after a quiet spell (the bucket\'s size; default 5 × --max-rate).' -rfka ''
+complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" max-conns-per-ip' -l 'max-conns-per-ip' -d 'WebSocket connections one peer address may hold open; more are refused with HTTP 429. 0: no limit (behind a reverse proxy, where every client has the proxy\'s address).' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" ping-interval' -l 'ping-interval' -d 'Ping a client after this many seconds of silence.' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" ping-timeout' -l 'ping-timeout' -d 'Drop a client that stays silent this many seconds after a ping.' -rfka ''
 complete -c 'collab-serve' -n '__collab-serve_should_offer_completions_for_flags_or_options "collab-serve" snapshot-every' -l 'snapshot-every' -d 'Snapshot a room (and empty its journal) every N ops; 0: only at unload and shutdown. With --redis: the instance that commits every Nth op writes the room\'s snapshot to Redis (0: never).' -rfka ''

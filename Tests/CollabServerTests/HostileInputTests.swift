@@ -315,9 +315,13 @@ final class HostileInputTests: HostTestCase {
         let close = try a.waitClosed(timeout: 20)
         XCTAssertEqual(close.code, 1008)
         XCTAssertTrue(close.reason.contains("rate limit"), close.reason)
+        // One error, then the fatal one: not one per dropped message (a slow machine may take
+        // over a second to drop them all, and answer once more).
         let errors = a.messages.filter { $0.type == .error }
-        XCTAssertEqual(errors.map(\.code), ["rate-limited", "rate-limited"], errors.map(\.json).joined(separator: "\n"))
-        XCTAssertEqual(errors.map(\.fatal), [false, true])
+        XCTAssertTrue(errors.allSatisfy { $0.code == "rate-limited" }, errors.map(\.json).joined(separator: "\n"))
+        XCTAssertTrue((2...3).contains(errors.count), errors.map(\.json).joined(separator: "\n"))
+        XCTAssertEqual(errors.first?.fatal, false)
+        XCTAssertEqual(errors.last?.fatal, true)
         try r.server.waitForStderr(containing: "over the rate limit")
         try r.server.waitForStderr(containing: "closing (1008)")
         try r.good.client.expect("mallory leaves") { $0.type == .leave && $0.user == "mallory" }
@@ -337,11 +341,13 @@ final class HostileInputTests: HostTestCase {
         for seq in 1...20 {
             a.send(String(decoding: Self.op(#"["m"]"#, seq: "\(seq)", base: "\(r.good.rev)"), as: UTF8.self))
         }
-        // Four ops in the burst commit (the sender's to make); the rest are dropped.
+        // Four ops in the burst commit (the sender's to make); the rest are dropped (one more
+        // may pass if the sends took over 200 ms).
         for seq in 1...4 { try a.expect("ack \(seq)") { $0.type == .ack && $0.seq == seq } }
         let first = try a.expect("the first refusal") { $0.type == .error }
         XCTAssertEqual(first.code, "rate-limited", first.json)
-        XCTAssertEqual(first.seq, 5)
+        let acked = a.messages.prefix { $0.type != .error }.filter { $0.type == .ack }.compactMap(\.seq)
+        XCTAssertEqual(first.seq, (acked.max() ?? 0) + 1, "the first op dropped: \(first.json)")
         XCTAssertEqual(first.fatal, false)
         let second = try a.expect("the refusal of the last op, a second later") { $0.type == .error }
         XCTAssertEqual(second.code, "rate-limited", second.json)
