@@ -120,9 +120,10 @@ public struct JoinOptions: Sendable {
 /// Lifecycle: connect → hello → welcome; stdin lines are read only once the first welcome gave
 /// the document (reading is paused before). On any drop it reconnects with backoff, to the next of
 /// its URLs (failover between instances of one room), and catches up with `since`; the session
-/// resubmits what was in flight. An op the server answers with `unavailable` or `rate-limited` is sent again after
-/// its own, shorter backoff, on the same connection. At end of input it waits until every local
-/// edit is acknowledged (bounded by `drainTimeout`), sends `leave`, closes and exits.
+/// resubmits what was in flight. An op the server answers with `unavailable` or `rate-limited` is
+/// sent again after its own, shorter backoff, on the same connection. At end of input it waits
+/// until every local edit is acknowledged (bounded by `drainTimeout`), sends `leave`, closes and
+/// exits.
 /// Loop thread only.
 public final class JoinTool {
     public let options: JoinOptions
