@@ -122,9 +122,10 @@ public struct JoinOptions: Sendable {
 /// Lifecycle: connect → hello → welcome; stdin lines are read only once the first welcome gave
 /// the document (reading is paused before). On any drop it reconnects with backoff, to the next of
 /// its URLs (failover between instances of one room), and catches up with `since`; the session
-/// resubmits what was in flight. An op the server answers with `unavailable` is sent again after
-/// its own, shorter backoff, on the same connection. At end of input it waits until every local
-/// edit is acknowledged (bounded by `drainTimeout`), sends `leave`, closes and exits.
+/// resubmits what was in flight. An op the server answers with `unavailable` or `rate-limited` is
+/// sent again after its own, shorter backoff, on the same connection. At end of input it waits
+/// until every local edit is acknowledged (bounded by `drainTimeout`), sends `leave`, closes and
+/// exits.
 /// Loop thread only.
 public final class JoinTool {
     public let options: JoinOptions
@@ -399,11 +400,12 @@ public final class JoinTool {
     /// The server could not commit the in-flight op `seq` for now and kept the connection: send
     /// it again after a backoff. A stale timer (the op was acknowledged, or the connection
     /// changed and the catch-up resent it) finds nothing to do in `resubmit`.
-    func scheduleResubmit(_ seq: Int) {
+    func scheduleResubmit(_ seq: Int, code: String? = nil) {
         guard exitStatus == nil else { return }
         resubmitAttempts += 1
         let delay = options.resubmitBackoff.delay(attempt: resubmitAttempts)
-        note("server unavailable for seq \(seq); retrying in \(Self.milliseconds(delay)) ms")
+        let why = code == ErrorCode.rateLimited.rawValue ? "rate-limited by the server" : "server unavailable"
+        note("\(why) for seq \(seq); retrying in \(Self.milliseconds(delay)) ms")
         resubmitTimer?.cancel()
         resubmitTimer = loop.schedule(after: delay) { [weak self] in
             guard let self, self.exitStatus == nil else { return }
@@ -430,7 +432,7 @@ public final class JoinTool {
             }
         }
         _ = checkOutput()
-        if let seq = out.retry { scheduleResubmit(seq) }
+        if let seq = out.retry { scheduleResubmit(seq, code: out.retryCode) }
         if let fatal = out.fatal, exitStatus == nil { serverFatal(fatal) }
     }
 

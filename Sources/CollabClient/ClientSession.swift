@@ -11,8 +11,9 @@ import CollabProtocol
 /// the in-flight op and the buffer are kept; after reconnecting with `since`, the session catches
 /// up on what it missed (rebasing its pending edits) and then resubmits the in-flight op with its
 /// original `client`/`seq`/`base`, which the server recognises if it had already committed it.
-/// The same resubmission follows a non-fatal `unavailable` for the op in flight (the server could
-/// not commit it for now but kept the connection): the host waits, then calls `resubmit(seq:)`.
+/// The same resubmission follows a non-fatal `unavailable` or `rate-limited` for the op in flight
+/// (the server did not commit it for now but kept the connection): the host waits, then calls
+/// `resubmit(seq:)`.
 public struct ClientSession: Sendable {
     /// What the host should do after an event.
     public struct Output: Sendable {
@@ -25,8 +26,11 @@ public struct ClientSession: Sendable {
         /// The server ended the session for good (a fatal error that retrying cannot fix).
         public var fatal: Message?
         /// The server could not commit the in-flight op with this seq for now (`unavailable`, e.g.
-        /// its Redis is down) and kept the connection: call `resubmit(seq:)` after a delay.
+        /// its Redis is down, or `rate-limited`) and kept the connection: call `resubmit(seq:)`
+        /// after a delay.
         public var retry: Int?
+        /// The error code behind `retry` (for the host's log line).
+        public var retryCode: String?
         public init() {}
     }
 
@@ -217,17 +221,18 @@ public struct ClientSession: Sendable {
         }
     }
 
-    /// A non-fatal error about an op. Only `unavailable` for the op in flight on this connection
-    /// is worth sending again unchanged: the server committed nothing (or, if Redis failed after
-    /// committing, the resubmission is deduplicated). Other refusals (bad op, conflict) would be
-    /// refused again.
+    /// A non-fatal error about an op. Only `unavailable` and `rate-limited` for the op in flight
+    /// on this connection are worth sending again unchanged: the server committed nothing (or, if
+    /// Redis failed after committing, the resubmission is deduplicated), and later it will.
+    /// Other refusals (bad op, conflict) would be refused again.
     mutating func refused(_ m: Message, _ out: inout Output) {
-        guard m.code == ErrorCode.unavailable.rawValue, let seq = m.seq, isLive,
+        guard m.code == ErrorCode.unavailable.rawValue || m.code == ErrorCode.rateLimited.rawValue, let seq = m.seq, isLive,
               let inFlight = ot?.inFlight, inFlight.seq == seq, sentSeq == seq else { return }
         // Nothing of this op is outstanding on the connection any more: a reconnect or
         // `resubmit` sends it again.
         sentSeq = nil
         out.retry = seq
+        out.retryCode = m.code
     }
 
     /// Sends the in-flight op `seq` again after an `unavailable` refusal, as a reconnect would

@@ -471,7 +471,10 @@ extension TextOperation {
             case .insert(let s):
                 let n = s.unicodeScalars.count
                 pos += n
-                cursor += n
+                // Saturating: a cursor comes from someone else's message and may be anything up
+                // to Int.max (callers clamp it to the document afterwards).
+                let (moved, overflow) = cursor.addingReportingOverflow(n)
+                cursor = overflow ? Int.max : moved
             case .delete(let n):
                 cursor -= min(n, cursor - pos)
             }

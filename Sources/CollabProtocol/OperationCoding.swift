@@ -8,6 +8,17 @@ extension TextOperation {
     public static func read(from scanner: inout JSONScanner) throws -> TextOperation {
         var op = TextOperation(reservingCapacity: 4) // most ops: keep, insert/delete, maybe one more
         var index = 0
+        // Keeps and deletes together may not pass 2^53 - 1 (what JavaScript's numbers hold
+        // exactly): every sum of positions made from them later (merging adjacent components,
+        // an op's input length, transforms) then stays far from overflow. Without it one op of
+        // two keeps of Int.max trapped the server.
+        var consumed = 0
+        func consume(_ n: Int, at offset: Int) throws {
+            consumed += min(n, Self.maxInputLength + 1)
+            guard consumed <= Self.maxInputLength else {
+                throw OperationSyntaxError(index: index, reason: "keeps and deletes add up to more than \(Self.maxInputLength) characters", offset: offset)
+            }
+        }
         try scanner.readArray { s in
             let at = s.offset
             switch s.peek() {
@@ -33,12 +44,14 @@ extension TextOperation {
                 }
                 guard let n = count else { throw OperationSyntaxError(index: index, reason: "a delete needs \"d\"", offset: at) }
                 guard n > 0 else { throw OperationSyntaxError(index: index, reason: "a delete count must be positive, got \(n)", offset: at) }
+                try consume(n, at: at)
                 op.delete(n)
             default:
                 guard let n = try s.readIntegerNumber() else {
                     throw OperationSyntaxError(index: index, reason: "a keep count must be an integer", offset: at)
                 }
                 guard n > 0 else { throw OperationSyntaxError(index: index, reason: "a keep count must be positive, got \(n)", offset: at) }
+                try consume(n, at: at)
                 op.retain(n)
             }
             index += 1
@@ -46,6 +59,9 @@ extension TextOperation {
         op.trimTrailingRetain() // retain/insert/delete keep the rest of the normal form
         return op
     }
+
+    /// The most characters an op read from JSON may keep and delete in all: 2^53 - 1.
+    public static let maxInputLength = (1 << 53) - 1
 
     /// Parses an op from JSON text such as `[3,"x",{"d":1}]`.
     public init(json: String) throws {

@@ -32,15 +32,18 @@ extension Room {
     mutating func presenceUpdate(_ m: Message, from connection: ConnectionID, member: Member, now: Int, into fx: inout RoomEffects) {
         if let c = m.cursor {
             let at = m.rev ?? revision
-            guard at <= revision else {
+            guard at >= 0, at <= revision else {
                 fx.sends.append(Delivery(to: [connection], .error(code: .badMessage,
-                    "presence at revision \(at) is ahead of the room's \(revision)", room: name)))
+                    at < 0 ? "presence at revision \(at): revisions start at 0" : "presence at revision \(at) is ahead of the room's \(revision)", room: name)))
                 return
             }
             // Checked against the document it was made on when that is the current one;
             // older ones are brought forward and clamped.
             let length = sequencer.document.count
-            guard c.anchor >= 0, c.head >= 0, at < revision || (c.anchor <= length && c.head <= length) else {
+            // (An older cursor is not checked against today's length, but no document ever had
+            // more characters than an op may keep: beyond that it is garbage, not stale.)
+            let limit = at < revision ? TextOperation.maxInputLength : length
+            guard c.anchor >= 0, c.head >= 0, c.anchor <= limit, c.head <= limit else {
                 fx.sends.append(Delivery(to: [connection], .error(code: .badMessage,
                     "cursor \(c.anchor)...\(c.head) is outside the document (0...\(length))", room: name)))
                 return

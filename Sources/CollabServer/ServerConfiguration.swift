@@ -19,6 +19,13 @@ public struct ServerConfiguration: Sendable {
     public var maxMessageBytes: Int = 1 << 20
     /// Bytes queued for one connection at most; beyond → close 1008 "slow consumer: ...".
     public var maxQueueBytes: Int = 8 << 20
+    /// Messages one connection may send: a token bucket of `rate` a second, `burst` at once;
+    /// beyond → error `rate-limited` (the message is dropped), sustained → close 1008.
+    /// `RateLimit.unlimited` turns it off.
+    public var rateLimit = RateLimit(rate: 200)
+    /// WebSocket connections one peer address may hold open; more are refused at the upgrade with
+    /// HTTP 429. 0: no limit.
+    public var maxConnectionsPerAddress: Int = 256
     /// Ping a connection after this much silence...
     public var pingInterval: Duration = .seconds(25)
     /// ...and drop it when nothing is heard for this long after the ping.

@@ -88,6 +88,8 @@ public final class ServerHost {
         var grant: AccessGrant?
         var openedAtNanos: UInt64 = 0
         var tokenExpiredSent = false
+        /// --max-rate: made on the connection's first message (see ServerHost+Limits.swift).
+        var limiter: ConnectionRateLimiter?
 
         init(id: ConnectionID, connection: WebSocketConnection, room: String, peer: String) {
             self.id = id
@@ -138,6 +140,8 @@ public final class ServerHost {
     var dataLock: Int32 = -1
     /// --redis: the connections to Redis and the channel → room map (nil without --redis).
     var redis: RedisBackend?
+    /// --max-conns-per-ip: open connections by peer address.
+    lazy var perAddress = ConnectionCounter(limit: configuration.maxConnectionsPerAddress)
 
     /// Opens the data directory and starts listening (the loop runs in `run()`). Call `run()`
     /// on the thread that created the host.
@@ -246,6 +250,7 @@ public final class ServerHost {
     func installHandlers() {
         server.onAccept = { [unowned self] head in
             if self.isShuttingDown { return .reject(status: 503, message: "server shutting down") }
+            if let refusal = self.refuseByAddress(head) { return refusal }
             if !self.configuration.allowedOrigins.permits(origin: head.header("origin")) {
                 self.log.info("refused upgrade from \(head.peerAddress): origin \(quoted(head.header("origin") ?? "")) is not allowed (--allowed-origin)")
                 return .reject(status: 403, message: "origin not allowed")
@@ -254,11 +259,16 @@ public final class ServerHost {
         }
         server.onHTTP = { [unowned self] head in self.http(head) }
         var h = WebSocketHandlers()
-        h.onOpen = { [unowned self] c in self.opened(c) }
-        h.onText = { [unowned self] c, bytes in self.received(c, bytes) }
+        h.onOpen = { [unowned self] c in
+            self.countOpened(c)
+            self.opened(c)
+        }
+        h.onText = { [unowned self] c, bytes in
+            if self.admit(c, bytes) { self.received(c, bytes) }
+        }
         h.onBinary = { [unowned self] c, _ in
             let id = ConnectionID(truncatingIfNeeded: c.id)
-            guard let s = self.sessions[id] else { return }
+            guard let s = self.sessions[id], self.admit(c, nil) else { return }
             self.stats.messagesIn += 1
             self.emit(Delivery(to: [id], .error(code: .badMessage, "binary frames are not supported: send each message as one JSON text frame", room: s.room)),
                       room: s.room, durable: false)
@@ -270,7 +280,10 @@ public final class ServerHost {
             // The transport closes with 1009 after this, behind what is queued now.
             c.send(self.encode(.error(code: .tooLarge, "message larger than \(self.configuration.maxMessageBytes) bytes", room: room, fatal: true)))
         }
-        h.onClose = { [unowned self] c, code, reason in self.closed(c, code: code, reason: reason) }
+        h.onClose = { [unowned self] c, code, reason in
+            self.countClosed(c)
+            self.closed(c, code: code, reason: reason)
+        }
         server.handlers = h
     }
 

@@ -20,6 +20,9 @@ final class ServerMetrics {
     let commitLatency: DurationHistogram
     let slowConsumerCloses: Counter
     let heartbeatTimeouts: Counter
+    let rateLimited: Counter
+    let rateLimitCloses: Counter
+    let refusedPerAddress: Counter
     let redisReconnects: Counter
     let journalSync: DurationHistogram
     let snapshots: Counter
@@ -60,6 +63,9 @@ final class ServerMetrics {
             buckets: Self.latencyBuckets)
         slowConsumerCloses = registry.makeCounter(descriptor: name("slow_consumer_closes", "total", "Connections closed for not reading (--max-queue)."))
         heartbeatTimeouts = registry.makeCounter(descriptor: name("heartbeat_timeouts", "total", "Connections dropped after a ping went unanswered."))
+        rateLimited = registry.makeCounter(descriptor: name("rate_limited_messages", "total", "Messages dropped over a connection's rate limit (--max-rate)."))
+        rateLimitCloses = registry.makeCounter(descriptor: name("rate_limit_closes", "total", "Connections closed for staying over the rate limit."))
+        refusedPerAddress = registry.makeCounter(descriptor: name("refused_connections", "total", "WebSocket upgrades refused with 429 (--max-conns-per-ip)."))
         redisReconnects = registry.makeCounter(descriptor: name("redis_reconnects", "total", "Connections to Redis re-established after a loss."))
         journalSync = registry.makeDurationHistogram(
             descriptor: name("journal_fsync", "seconds", "Duration of each grouped fdatasync of the journals."),

@@ -22,9 +22,11 @@ struct CollabServe: ParsableCommand {
 
         Presence: on hello every member gets a join (user, name, client, colour, initials) and the newcomer a roster of everyone with their presence; on leave, close or heartbeat timeout the others get leave. Colours come from a fixed palette of 12 readable colours, chosen from the user id (FNV-1a) so every instance and client agrees, avoiding colours already worn in the room while the palette has room; one user's connections share a colour. presence messages (cursor {anchor, head} at revision rev, typing, status, and fields of the application's own) are partial updates, merged into the member's state, stamped with user, name, colour and client, and relayed as the whole state at most once per --presence-interval per client (updates in between are coalesced, the last one wins). Every committed op moves the stored cursors, so a newcomer sees them where they are now; typing turns off by itself --typing-timeout seconds after the last update that set it. Presence is never journaled. A second connection with the same client id replaces the first (closed with 1008, no leave). With --redis the roster spans instances: each member is listed in collab:{ROOM}:members with a deadline in collab:{ROOM}:alive that its instance renews; any instance sweeps expired members and publishes their leave, so the members of a crashed instance leave every roster within --presence-ttl.
 
-        Bad input gets an error message and the connection stays: invalid JSON or UTF-8, unknown message types and binary frames get "bad-message". A message larger than --max-message gets "too-large" and the connection is closed with 1009; a bad room name gets "bad-room" and 1008. A client that does not read (more than --max-queue bytes waiting) is closed with 1008 "slow consumer: ..." and catches up by reconnecting with "since". A peer silent for --ping-interval is pinged and dropped after --ping-timeout more seconds; the others see it leave.
+        Bad input gets an error message and the connection stays: invalid JSON or UTF-8, numbers out of range, nesting deeper than the reader allows, unknown message types and binary frames get "bad-message"; an op that does not fit the document (or keeps and deletes more than 2^53 - 1 characters in all) gets "bad-op" with its seq; neither changes anything. A message larger than --max-message gets "too-large" and the connection is closed with 1009; a bad room name gets "bad-room" and 1008. A client that does not read (more than --max-queue bytes waiting) is closed with 1008 "slow consumer: ..." and catches up by reconnecting with "since". A peer silent for --ping-interval is pinged and dropped after --ping-timeout more seconds; the others see it leave.
 
-        GET /healthz answers 200 with a JSON object: "status" ("ok"), "rooms" (loaded), "connections", "revisions" (each loaded room's revision) and "commits" (since start); 503 with "status":"stopping" during shutdown. GET /metrics answers in the Prometheus text format: collab_connections, collab_rooms, collab_queued_bytes, collab_messages_in_total and collab_messages_out_total by type (out: one per recipient), collab_bad_messages_total, collab_received_bytes_total, collab_sent_bytes_total, collab_ops_committed_total, collab_commit_latency_seconds (histogram: an op's arrival to its ack), collab_journal_fsync_seconds (histogram), collab_snapshots_total, collab_slow_consumer_closes_total, collab_heartbeat_timeouts_total, collab_redis_reconnects_total.
+        Floods: each connection may send --max-rate messages a second, in bursts of up to --max-burst (a token bucket, checked before a message is decoded). A message over the limit is dropped, not processed: its sender gets a non-fatal "rate-limited" error, with the op's seq when it was an op, so the op can be sent again (collab-join keeps it and does, after a backoff); at most one such error goes out per connection per second, and an op dropped within that second is reported when it is over. Every message counts, presence and events included: each costs the server a read and a decode before the coalescing of presence can help, and a dropped presence is replaced by the next. A connection that keeps sending after being told (dropped messages beyond 5 seconds' worth of --max-rate, a tenth of the rate forgiven each second) gets a fatal "rate-limited" error and is closed with 1008 "rate limit: ...". Real editors stay far below the defaults (a fast typist sends some 20 ops and cursors a second; collab-join has one op in flight and composes the rest). More than --max-conns-per-ip open WebSocket connections from one address are refused at the upgrade with HTTP 429 (collab-join retries with its backoff); behind a reverse proxy every client has the proxy's address, so set 0 there.
+
+        GET /healthz answers 200 with a JSON object: "status" ("ok"), "rooms" (loaded), "connections", "revisions" (each loaded room's revision) and "commits" (since start); 503 with "status":"stopping" during shutdown. GET /metrics answers in the Prometheus text format: collab_connections, collab_rooms, collab_queued_bytes, collab_messages_in_total and collab_messages_out_total by type (out: one per recipient), collab_bad_messages_total, collab_received_bytes_total, collab_sent_bytes_total, collab_ops_committed_total, collab_commit_latency_seconds (histogram: an op's arrival to its ack), collab_journal_fsync_seconds (histogram), collab_snapshots_total, collab_slow_consumer_closes_total, collab_heartbeat_timeouts_total, collab_rate_limited_messages_total (dropped over --max-rate), collab_rate_limit_closes_total, collab_refused_connections_total (429 for --max-conns-per-ip), collab_redis_reconnects_total.
 
         If the journal of a room cannot be written or synced, its senders get "unavailable" instead of an ack, its clients are disconnected (1011) and the room is reloaded from disk on the next join; other rooms are not affected.
 
@@ -34,11 +36,14 @@ struct CollabServe: ParsableCommand {
 
         TLS: with --tls-cert and --tls-key (PEM files; the certificate file may hold the whole chain) the server speaks only TLS on its port: clients connect to wss://HOST:PORT/ROOM, and /healthz and /metrics are https://. Both are checked at start: a file that cannot be read, is not PEM, or a key that does not belong to the certificate stops the server with one line naming the file. Clients trust the certificate through the system's CA store or their --ca-file; collab-join --insecure skips the check (for tests).
 
+        Close codes: 1000 after a client's leave; 1001 server shutting down; 1008 bad room name, a first message that is not hello, a second connection of the same client, slow consumer, sustained rate-limit abuse, a refused or expired token; 1009 message too large; 1011 the room's storage failed (reconnect: the room is reloaded).
+
         Exit status: 0 after a clean shutdown; 64 usage error (also --tls-cert without --tls-key, or the reverse); 66 the TLS certificate or key, or the secret file, cannot be read or is not valid; 69 cannot listen (address in use); 73 the data directory cannot be created or is in use by another collab-serve (one server per directory, held with flock); 78 no secret with --require-auth, or a secret shorter than 32 bytes.
 
         Examples:
           collab-serve
           collab-serve --host 0.0.0.0 --port 8080 --data /var/lib/collab
+          collab-serve --max-conns-per-ip 0 --max-rate 50   # behind a reverse proxy; stricter per connection
           collab-serve --port 0 2>&1 | grep -m1 'listening on'
           curl -s http://127.0.0.1:7420/healthz | jq .
           collab-serve --host 0.0.0.0 --port 443 --tls-cert /etc/collab/cert.pem --tls-key /etc/collab/key.pem
@@ -67,6 +72,15 @@ struct CollabServe: ParsableCommand {
 
     @Option(name: .customLong("max-queue"), help: ArgumentHelp("Most bytes waiting to be sent to one client before it is closed as a slow consumer (K, M suffixes).", valueName: "SIZE"))
     var maxQueue: ByteSize = ByteSize(8 << 20)
+
+    @Option(name: .customLong("max-rate"), help: ArgumentHelp("Messages per second one connection may send, sustained (a token bucket); more are dropped with a \"rate-limited\" error, and a connection that keeps it up is closed (1008). 0: no limit.", valueName: "N"))
+    var maxRate: Int = 200
+
+    @Option(name: .customLong("max-burst"), help: ArgumentHelp("Messages one connection may send at once after a quiet spell (the bucket's size; default 5 × --max-rate).", valueName: "N"))
+    var maxBurst: Int?
+
+    @Option(name: .customLong("max-conns-per-ip"), help: ArgumentHelp("WebSocket connections one peer address may hold open; more are refused with HTTP 429. 0: no limit (behind a reverse proxy, where every client has the proxy's address).", valueName: "N"))
+    var maxConnsPerIP: Int = 256
 
     @Option(name: .customLong("ping-interval"), help: ArgumentHelp("Ping a client after this many seconds of silence.", valueName: "SECONDS"))
     var pingInterval: Seconds = Seconds(25)
@@ -127,6 +141,12 @@ struct CollabServe: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxMessage.bytes > 0 else { throw ValidationError("--max-message must be positive") }
         guard maxQueue.bytes > 0 else { throw ValidationError("--max-queue must be positive") }
+        guard maxRate >= 0 else { throw ValidationError("--max-rate must be 0 or more") }
+        if let maxBurst {
+            guard maxBurst >= 1 else { throw ValidationError("--max-burst must be at least 1") }
+            guard maxRate > 0 else { throw ValidationError("--max-burst needs a --max-rate above 0") }
+        }
+        guard maxConnsPerIP >= 0 else { throw ValidationError("--max-conns-per-ip must be 0 or more") }
         guard pingInterval.value >= 0.01, pingTimeout.value >= 0.01 else {
             throw ValidationError("--ping-interval and --ping-timeout must be at least 0.01 seconds")
         }
@@ -156,6 +176,8 @@ struct CollabServe: ParsableCommand {
         config.port = port
         config.maxMessageBytes = maxMessage.bytes
         config.maxQueueBytes = maxQueue.bytes
+        config.rateLimit = RateLimit(rate: Double(maxRate), burst: maxBurst.map(Double.init))
+        config.maxConnectionsPerAddress = maxConnsPerIP
         config.pingInterval = pingInterval.duration
         config.pingTimeout = pingTimeout.duration
         config.snapshotEvery = snapshotEvery

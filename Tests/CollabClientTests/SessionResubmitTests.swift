@@ -118,3 +118,34 @@ final class SessionResubmitTests: XCTestCase {
         XCTAssertTrue(s.resubmit(seq: 1).send.isEmpty, "still outstanding on this connection")
     }
 }
+
+/// `rate-limited` for the op in flight (collab-serve --max-rate) is the same kind of refusal:
+/// nothing was committed, the connection stays, the op is kept and sent again later.
+extension SessionResubmitTests {
+    func rateLimited(seq: Int?, fatal: Bool = false) -> Message {
+        .error(code: .rateLimited, "more than 5 messages a second", seq: seq, room: "r", fatal: fatal)
+    }
+
+    func testRateLimitedOpIsKeptAndResubmitted() throws {
+        var (s, first) = try sessionWithOpInFlight()
+        let out = s.received(rateLimited(seq: 1))
+        XCTAssertEqual(out.retry, 1)
+        XCTAssertEqual(out.retryCode, "rate-limited")
+        XCTAssertNil(out.fatal)
+        XCTAssertFalse(s.isDrained)
+        // Edits made meanwhile wait behind it, composed.
+        XCTAssertTrue(s.input(insert("y", at: 0)).send.isEmpty)
+        XCTAssertEqual(s.resubmit(seq: 1).send.map(\.json), [first.json])
+        let acked = s.received(ack(seq: 1, rev: 4))
+        XCTAssertEqual(acked.send.count, 1, "the buffered edit follows the ack")
+        XCTAssertEqual(acked.send.first?.seq, 2)
+    }
+
+    func testRateLimitedWithoutSeqOrForAnotherOpAsksForNothing() throws {
+        var (s, _) = try sessionWithOpInFlight()
+        XCTAssertNil(s.received(rateLimited(seq: nil)).retry, "a dropped presence or event: nothing to resend")
+        XCTAssertNil(s.received(rateLimited(seq: 9)).retry, "not the op in flight")
+        let fatal = s.received(rateLimited(seq: nil, fatal: true))
+        XCTAssertNotNil(fatal.fatal, "a close for sustained abuse: reconnect (and resubmit then)")
+    }
+}

@@ -52,6 +52,9 @@ final class MetricsTests: HostTestCase {
         XCTAssertGreaterThan(m["collab_received_bytes_total"] ?? 0, 0)
         XCTAssertNotNil(m["collab_queued_bytes"])
         XCTAssertEqual(m["collab_slow_consumer_closes_total"], 0)
+        XCTAssertEqual(m["collab_rate_limited_messages_total"], 0)
+        XCTAssertEqual(m["collab_rate_limit_closes_total"], 0)
+        XCTAssertEqual(m["collab_refused_connections_total"], 0)
         // Help and type lines for scrapers.
         XCTAssertTrue(response.body.contains("# TYPE collab_commit_latency_seconds histogram"), response.body)
         XCTAssertTrue(response.body.contains("# HELP collab_ops_committed_total "), response.body)

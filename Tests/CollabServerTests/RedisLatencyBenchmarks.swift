@@ -374,6 +374,9 @@ final class RedisLatencyBenchmarks: HostTestCase {
     /// process dies without reaching tearDown (a crash); tearDown kills it otherwise.
     func serve(_ arguments: [String]) throws -> ServeProcess {
         let binary = try BinaryLocator.require("collab-serve")
+        // The writers are a load generator (COLLAB_BENCH_RATE may ask any rate of them), not
+        // editors: no message rate limit.
+        let arguments = arguments + ["--max-rate", "0"]
         let setpriv = URL(fileURLWithPath: "/usr/bin/setpriv")
         let child: ServeProcess
         if FileManager.default.isExecutableFile(atPath: setpriv.path) {

@@ -106,6 +106,10 @@ final class ServeBinaryTests: HostTestCase {
         let data = temporaryDirectory()
         XCTAssertEqual(try run(["--port", "70000", "--data", data]).0, 64)
         XCTAssertEqual(try run(["--max-message", "lots", "--data", data]).0, 64)
+        XCTAssertEqual(try run(["--max-rate", "-1", "--data", data]).0, 64)
+        XCTAssertEqual(try run(["--max-burst", "0", "--data", data]).0, 64)
+        XCTAssertEqual(try run(["--max-rate", "0", "--max-burst", "5", "--data", data]).0, 64)
+        XCTAssertEqual(try run(["--max-conns-per-ip", "-1", "--data", data]).0, 64)
         // A port that is taken: exit 69 with a clear message.
         let holder = try serve(["--port", "0", "--data", data])
         let (status, text) = try run(["--port", "\(holder.port)", "--data", data + "/other"])

@@ -487,11 +487,23 @@ final class ServerHostBenchmarks: HostTestCase {
         FileHandle.standardError.write(Data("bench: \(text)\n".utf8))
     }
 
+    /// Runs twice in one invocation: without the message rate limit, and with one that every
+    /// message passes through but none reaches (its cost without its effect), so the difference
+    /// is the limiter's per-message cost on the hot path.
     func testCommitLatencyAndThroughput() throws {
+        for (label, limit) in [("rate limit off", RateLimit.unlimited), ("rate limit on", RateLimit(rate: 1e9, burst: 1e9)),
+                               ("rate limit off", RateLimit.unlimited), ("rate limit on", RateLimit(rate: 1e9, burst: 1e9))] {
+            try commitLatencyAndThroughput(label: label, limit: limit)
+        }
+    }
+
+    func commitLatencyAndThroughput(label: String, limit: RateLimit) throws {
         let data = ProcessInfo.processInfo.environment["COLLAB_BENCH_DATA"] ?? temporaryDirectory()
         var c = configuration(data: data + "/\(UUID().uuidString)")
         c.snapshotEvery = 0
+        c.rateLimit = limit
         let server = try startServer(c)
+        report("[\(label)]")
         let readers = Int(ProcessInfo.processInfo.environment["COLLAB_BENCH_READERS"] ?? "") ?? 10
         let w = try connect(server, room: "bench")
         try w.join("w", client: "w")
@@ -535,6 +547,9 @@ final class ServerHostBenchmarks: HostTestCase {
     func testManyWritersOneOpInFlight() throws {
         var c = configuration()
         c.snapshotEvery = 0
+        // Each writer sends its next op the moment the last is acked: thousands a second on
+        // loopback, a load generator rather than an editor.
+        c.rateLimit = .unlimited
         let server = try startServer(c)
         let writers = Int(ProcessInfo.processInfo.environment["COLLAB_BENCH_WRITERS"] ?? "") ?? 32
         let seconds = 3.0
@@ -629,6 +644,23 @@ final class ServerHostBenchmarks: HostTestCase {
         let stats = try server.stop()
         report("presence: \(members) members, \(Int(perSecond)) cursor updates/s each: \(Int(Double(sent) / elapsed)) updates/s in, \(Int(Double(delivered) / elapsed)) presence deliveries/s out (\(fmt(Double(delivered) / Double(max(1, sent)) )) per update; without coalescing \(members - 1))")
         report("server: \(stats.messagesIn) messages in, \(stats.deliveries) deliveries")
+    }
+
+    /// What the limiter adds to each message, alone: the clock read and the bucket arithmetic
+    /// of `admit` (the end-to-end comparison is in testCommitLatencyAndThroughput).
+    func testRateLimiterCostPerMessage() throws {
+        let n = 10_000_000
+        var limiter = ConnectionRateLimiter(RateLimit(rate: 200), now: ServerHost.monotonicNanos())
+        var admitted = 0
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<n where limiter.admit(now: ServerHost.monotonicNanos()) { admitted += 1 }
+        let ns = Double(DispatchTime.now().uptimeNanoseconds - t0) / Double(n)
+        var clock: UInt64 = 0
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<n { clock &+= ServerHost.monotonicNanos() }
+        let clockNs = Double(DispatchTime.now().uptimeNanoseconds - t1) / Double(n)
+        report("rate limiter: \(fmt(ns)) ns per message (admit with its clock read; the clock alone \(fmt(clockNs)) ns); \(admitted) of \(n) admitted")
+        XCTAssertGreaterThan(clock, 0)
     }
 
     func fmt(_ x: Double) -> String { String(format: "%.2f", x) }
