@@ -60,6 +60,9 @@ public struct ServerConfiguration: Sendable {
     /// Serve wss:// (and https:// for /healthz, /metrics) with this certificate and key.
     public var tls: ServerTLS?
 
+    /// Size caps for what the server stores and repeats (hello names, presence, events).
+    public var messageBudget = MessageBudget()
+
     public init(dataDirectory: String?) {
         self.dataDirectory = dataDirectory
     }

@@ -359,6 +359,15 @@ public final class ServerHost {
         if log.enabled(.debug) {
             log.debug("conn \(id) room \(s.room): \(message.type.rawValue)\(message.seq.map { " seq \($0)" } ?? "")\(message.base.map { " base \($0)" } ?? "")")
         }
+        if let why = configuration.messageBudget.violation(message, size: bytes.count) {
+            metrics.badMessages.increment()
+            log.debug("conn \(id) room \(s.room): refused: \(why)")
+            // A hello that cannot be taken leaves the connection with nothing to do: fatal.
+            let hello = message.type == .hello && slot.room.members[id] == nil
+            emit(Delivery(to: [id], .error(code: .tooLarge, why, seq: message.seq, room: s.room, fatal: hello)), room: s.room, durable: false)
+            if hello { emitClose(id, code: CloseCode.policyViolation, reason: "hello too large") }
+            return
+        }
         if s.grant != nil, !authorize(&message, from: s) { return }
         if redis != nil {
             redisReceived(message, from: s, slot: slot)

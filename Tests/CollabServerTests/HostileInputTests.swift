@@ -272,6 +272,35 @@ final class HostileInputTests: HostTestCase {
         XCTAssertNil(a.snapshot.closeStatus)
     }
 
+    /// What the server stores and repeats stays small: a huge presence or event is refused
+    /// (too-large, non-fatal), a hello with a huge name cannot join.
+    func testOversizedPresenceEventAndHelloFields() throws {
+        let r = try room()
+        let a = try attacker(r)
+        let big = String(repeating: "x", count: 100_000)
+        for (what, text) in [("a 100 KB presence status", #"{"type":"presence","status":"\#(big)"}"#),
+                             ("a 100 KB event", #"{"type":"event","data":"\#(big)"}"#)] {
+            a.send(text)
+            let error = try a.expect("an error for \(what)") { $0.type == .error }
+            XCTAssertEqual(error.code, "too-large", "\(what): \(error.json)")
+            XCTAssertEqual(error.fatal, false)
+            try assertIntact(r, after: what)
+        }
+        XCTAssertNil(a.snapshot.closeStatus)
+        let newcomer = try clients.connect(r.url)
+        newcomer.send(#"{"type":"hello","user":"u","name":"\#(String(repeating: "n", count: 10_000))"}"#)
+        let error = try newcomer.expect(type: .error)
+        XCTAssertEqual(error.code, "too-large", error.json)
+        XCTAssertEqual(error.fatal, true)
+        XCTAssertEqual(try newcomer.waitClosed().code, 1008)
+        try assertIntact(r, after: "a hello with a 10 KB name")
+        let roster = try clients.connect(r.url)
+        let w = try roster.join("late", client: "late")
+        XCTAssertNotNil(w.rev)
+        let members = try roster.expect(type: .roster).members ?? []
+        XCTAssertFalse(members.contains { ($0.name?.count ?? 0) > 256 }, "the huge name is in nobody's roster")
+    }
+
     // MARK: Frames
 
     func testBinaryFrames() throws {
