@@ -259,7 +259,14 @@ extension Message {
         guard case .object(var o) = value else { throw MessageError.badField("members", "each member must be an object") }
         if o["type"] == nil { o.fields.insert((key: "type", value: .string("join")), at: 0) }
         member.value(.object(o))
-        return try member.bytes.withUnsafeBufferPointer { try Message.decode($0) }
+        // A member's own error is reported as the `members` field's: left as it was, a member
+        // with `"type":5` read as a bad `type` of the roster itself, and its offsets pointed
+        // into the re-encoded member rather than the line.
+        do {
+            return try member.bytes.withUnsafeBufferPointer { try Message.decode($0) }
+        } catch {
+            throw MessageError.badField("members", "a member: \(error)")
+        }
     }
 
     static func optionalString(_ s: inout JSONScanner, _ key: String) throws -> String? {
