@@ -320,6 +320,11 @@ struct ComponentReader {
     var index = 0
     /// Scalars already consumed from the current component.
     var offset = 0
+    /// For an insert being split: its scalar count and where the unconsumed rest starts, kept so
+    /// that taking it piece by piece is linear. Recounting and re-walking from the start on each
+    /// piece made composing a long insert with an op of many small components quadratic.
+    var insertCount = 0
+    var insertRest: String.UnicodeScalarView.Index? = nil
 
     init(_ op: TextOperation) { components = op.components }
 
@@ -348,15 +353,20 @@ struct ComponentReader {
             offset += n
             return .delete(n)
         case .insert(let s):
-            let total = s.unicodeScalars.count
-            if whole == .insert || total - offset <= n {
-                defer { index += 1; offset = 0 }
-                return .insert(offset == 0 ? s : String(s.unicodeScalars.dropFirst(offset)))
-            }
             let scalars = s.unicodeScalars
-            let from = scalars.index(scalars.startIndex, offsetBy: offset)
+            if offset == 0 {
+                if whole == .insert { index += 1; return c }
+                insertCount = scalars.count
+                insertRest = scalars.startIndex
+            }
+            let from = insertRest ?? scalars.startIndex
+            if whole == .insert || insertCount - offset <= n {
+                defer { index += 1; offset = 0; insertRest = nil }
+                return .insert(offset == 0 ? s : String(scalars[from...]))
+            }
             let to = scalars.index(from, offsetBy: n)
             offset += n
+            insertRest = to
             return .insert(String(scalars[from ..< to]))
         }
     }

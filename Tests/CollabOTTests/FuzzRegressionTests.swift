@@ -32,4 +32,18 @@ final class OTFuzzRegressionTests: XCTestCase {
         }
         XCTAssertEqual(s.document.string, "yabc")
     }
+
+    /// Composing a long insert with an op of many small components split the insert from its
+    /// start each time (quadratic: minutes for a 1 MiB op line).
+    func testComposingALongInsertWithManySmallComponentsIsLinear() throws {
+        let n = 100_000
+        let a = TextOperation.insert(String(repeating: "é", count: 2 * n), at: 0)
+        var b = TextOperation()
+        for _ in 0 ..< n { b.retain(1); b.delete(1) }
+        let start = ContinuousClock.now
+        let c = a.composed(with: b)
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(10))
+        XCTAssertEqual(try c.apply(to: ""), String(repeating: "é", count: n))
+        XCTAssertEqual(c.components.count, 1)
+    }
 }
