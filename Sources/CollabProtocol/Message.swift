@@ -174,9 +174,12 @@ extension Message {
         var m = Message(.op)
         try scanner.readObject(rawKeys: { s, key in
             guard let field = Field(key) else {
-                var extra = m.extra ?? JSONObject()
-                extra.fields.append((key: String(decoding: key, as: UTF8.self), value: try s.readValue()))
-                m.extra = extra
+                // Appended in place: a copy appended and stored back left `m.extra` sharing the
+                // array, so every unknown field copied all the ones before it (a line of many
+                // short unknown fields took quadratic time).
+                let value = try s.readValue()
+                if m.extra == nil { m.extra = JSONObject() }
+                m.extra!.fields.append((key: String(decoding: key, as: UTF8.self), value: value))
                 return
             }
             switch field {

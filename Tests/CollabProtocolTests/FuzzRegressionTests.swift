@@ -61,4 +61,15 @@ final class FuzzRegressionTests: XCTestCase {
         // Linear: well under a second even in a debug build; the quadratic merge took minutes.
         XCTAssertLessThan(elapsed, .seconds(10))
     }
+
+    /// Each unknown field copied the ones before it: a line of many short unknown fields
+    /// (`{"type":"op","a":0,"a":0,…}`) decoded in quadratic time.
+    func testManyUnknownFieldsDecodeInLinearTime() throws {
+        let count = 100_000
+        let line = #"{"type":"event""# + String(repeating: #","a":0"#, count: count) + "}"
+        let start = ContinuousClock.now
+        let m = try Message.decode(line)
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(10))
+        XCTAssertEqual(m.extra?.fields.count, count)
+    }
 }
