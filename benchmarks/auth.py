@@ -24,7 +24,8 @@ def read_until(proc, needle, timeout):
     raise RuntimeError(f"no '{needle}' from collab-serve")
 
 def run(bindir, clients, auth, workdir):
-    args = [f"{bindir}/collab-serve", "--port", "0", "--data", tempfile.mkdtemp(dir=workdir), "--log-level", "warn"]
+    args = [f"{bindir}/collab-serve", "--port", "0", "--data", tempfile.mkdtemp(dir=workdir), "--log-level", "warn",
+            "--max-conns-per-ip", "0"]  # every client comes from 127.0.0.1
     bench = [f"{bindir}/collab-bench", "--json", "--quiet", "--clients", str(clients), "--rooms", str(max(1, clients // 100)),
              "--active", "0", "--duration", "0.5", "--warmup", "0", "--connecting", "200"]
     if auth:

@@ -91,6 +91,13 @@ public struct TextOperation: Equatable, Hashable, Sendable {
                 throw OTError.invalidComponent("count \(n) must be a positive integer")
             case .insert(let s) where s.isEmpty:
                 throw OTError.invalidComponent("inserted text must not be empty")
+            case .retain(let n), .delete(let n):
+                // Merging adjacent counts, and every length computed from them, must not overflow.
+                let (total, overflow) = inputLength.addingReportingOverflow(n)
+                guard !overflow, total <= TextOperation.maxInputLength else {
+                    throw OTError.invalidComponent("the op keeps and deletes more than \(TextOperation.maxInputLength) characters")
+                }
+                append(c)
             default: append(c)
             }
         }
@@ -98,6 +105,12 @@ public struct TextOperation: Equatable, Hashable, Sendable {
     }
 
     public var isNoop: Bool { components.isEmpty }
+
+    /// The most characters an op may keep and delete in all: 2^53 - 1, the largest integer a
+    /// JavaScript peer (ShareDB) reads exactly. Far beyond any document, and small enough that
+    /// sums of a few ops' lengths (merging counts, transform, compose) cannot overflow `Int`,
+    /// which would trap: the decoders reject larger ops.
+    public static let maxInputLength = (1 << 53) - 1
 
     /// Scalars the document must have at least: everything kept or deleted.
     public var inputLength: Int {
@@ -139,12 +152,18 @@ public struct TextOperation: Equatable, Hashable, Sendable {
     public mutating func insert(_ s: String) {
         guard !s.isEmpty else { return }
         let count = components.count
-        if case .insert(let t)? = components.last {
-            components[count - 1] = .insert(t + s)
+        if case .insert(var t)? = components.last {
+            // Appended in place: with the array still holding `t`, `t + s` copied it, and an op
+            // of many short inserts (["a","b",…], easy to send) took quadratic time to decode.
+            components[count - 1] = .retain(0)
+            t += s
+            components[count - 1] = .insert(t)
         } else if case .delete(let d)? = components.last {
             // Canonical order: insert before delete.
-            if count >= 2, case .insert(let t) = components[count - 2] {
-                components[count - 2] = .insert(t + s)
+            if count >= 2, case .insert(var t) = components[count - 2] {
+                components[count - 2] = .retain(0)
+                t += s
+                components[count - 2] = .insert(t)
             } else {
                 components[count - 1] = .insert(s)
                 components.append(.delete(d))
@@ -301,6 +320,11 @@ struct ComponentReader {
     var index = 0
     /// Scalars already consumed from the current component.
     var offset = 0
+    /// For an insert being split: its scalar count and where the unconsumed rest starts, kept so
+    /// that taking it piece by piece is linear. Recounting and re-walking from the start on each
+    /// piece made composing a long insert with an op of many small components quadratic.
+    var insertCount = 0
+    var insertRest: String.UnicodeScalarView.Index? = nil
 
     init(_ op: TextOperation) { components = op.components }
 
@@ -329,15 +353,20 @@ struct ComponentReader {
             offset += n
             return .delete(n)
         case .insert(let s):
-            let total = s.unicodeScalars.count
-            if whole == .insert || total - offset <= n {
-                defer { index += 1; offset = 0 }
-                return .insert(offset == 0 ? s : String(s.unicodeScalars.dropFirst(offset)))
-            }
             let scalars = s.unicodeScalars
-            let from = scalars.index(scalars.startIndex, offsetBy: offset)
+            if offset == 0 {
+                if whole == .insert { index += 1; return c }
+                insertCount = scalars.count
+                insertRest = scalars.startIndex
+            }
+            let from = insertRest ?? scalars.startIndex
+            if whole == .insert || insertCount - offset <= n {
+                defer { index += 1; offset = 0; insertRest = nil }
+                return .insert(offset == 0 ? s : String(scalars[from...]))
+            }
             let to = scalars.index(from, offsetBy: n)
             offset += n
+            insertRest = to
             return .insert(String(scalars[from ..< to]))
         }
     }
@@ -471,10 +500,10 @@ extension TextOperation {
             case .insert(let s):
                 let n = s.unicodeScalars.count
                 pos += n
-                // Saturating: a cursor comes from someone else's message and may be anything up
-                // to Int.max (callers clamp it to the document afterwards).
+                // Saturating: a cursor comes from the wire and may be anything up to Int.max
+                // (a presence far past the end); moving it past Int.max trapped.
                 let (moved, overflow) = cursor.addingReportingOverflow(n)
-                cursor = overflow ? Int.max : moved
+                cursor = overflow ? .max : moved
             case .delete(let n):
                 cursor -= min(n, cursor - pos)
             }

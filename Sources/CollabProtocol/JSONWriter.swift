@@ -138,7 +138,11 @@ public struct JSONWriter: Sendable {
         case .null: null()
         case .bool(let b): bool(b)
         case .int(let i): int(i)
-        case .double(let d): double(d)
+        case .double(let d):
+            // `double` writes 1.0 as `1`, which reads back as `.int(1)`: a line passed through
+            // (an event's payload, a newer peer's field) changed type. A fraction keeps it a double.
+            double(d)
+            if d.isFinite, d == d.rounded(), abs(d) < 1e15 { bytes.append(contentsOf: ".0".utf8) }
         case .string(let s): string(s)
         case .array(let a):
             beginArray()

@@ -174,9 +174,12 @@ extension Message {
         var m = Message(.op)
         try scanner.readObject(rawKeys: { s, key in
             guard let field = Field(key) else {
-                var extra = m.extra ?? JSONObject()
-                extra.fields.append((key: String(decoding: key, as: UTF8.self), value: try s.readValue()))
-                m.extra = extra
+                // Appended in place: a copy appended and stored back left `m.extra` sharing the
+                // array, so every unknown field copied all the ones before it (a line of many
+                // short unknown fields took quadratic time).
+                let value = try s.readValue()
+                if m.extra == nil { m.extra = JSONObject() }
+                m.extra!.fields.append((key: String(decoding: key, as: UTF8.self), value: value))
                 return
             }
             switch field {
@@ -259,7 +262,14 @@ extension Message {
         guard case .object(var o) = value else { throw MessageError.badField("members", "each member must be an object") }
         if o["type"] == nil { o.fields.insert((key: "type", value: .string("join")), at: 0) }
         member.value(.object(o))
-        return try member.bytes.withUnsafeBufferPointer { try Message.decode($0) }
+        // A member's own error is reported as the `members` field's: left as it was, a member
+        // with `"type":5` read as a bad `type` of the roster itself, and its offsets pointed
+        // into the re-encoded member rather than the line.
+        do {
+            return try member.bytes.withUnsafeBufferPointer { try Message.decode($0) }
+        } catch {
+            throw MessageError.badField("members", "a member: \(error)")
+        }
     }
 
     static func optionalString(_ s: inout JSONScanner, _ key: String) throws -> String? {

@@ -8,16 +8,15 @@ extension TextOperation {
     public static func read(from scanner: inout JSONScanner) throws -> TextOperation {
         var op = TextOperation(reservingCapacity: 4) // most ops: keep, insert/delete, maybe one more
         var index = 0
-        // Keeps and deletes together may not pass 2^53 - 1 (what JavaScript's numbers hold
-        // exactly): every sum of positions made from them later (merging adjacent components,
-        // an op's input length, transforms) then stays far from overflow. Without it one op of
-        // two keeps of Int.max trapped the server.
-        var consumed = 0
-        func consume(_ n: Int, at offset: Int) throws {
-            consumed += min(n, Self.maxInputLength + 1)
-            guard consumed <= Self.maxInputLength else {
-                throw OperationSyntaxError(index: index, reason: "keeps and deletes add up to more than \(Self.maxInputLength) characters", offset: offset)
+        var inputLength = 0
+        // Keeps and deletes past `maxInputLength` in all are refused here, so no decoded op makes
+        // the OT arithmetic overflow (and trap) later: [9223372036854775807, 1] used to.
+        func countInput(_ n: Int, at offset: Int) throws(OperationSyntaxError) {
+            let (total, overflow) = inputLength.addingReportingOverflow(n)
+            guard !overflow, total <= TextOperation.maxInputLength else {
+                throw OperationSyntaxError(index: index, reason: "the op keeps and deletes more than \(TextOperation.maxInputLength) characters", offset: offset)
             }
+            inputLength = total
         }
         try scanner.readArray { s in
             let at = s.offset
@@ -36,7 +35,7 @@ extension TextOperation {
                         let text = try s.readString()
                         count = text.unicodeScalars.count
                     } else {
-                        guard let n = try s.readIntegerNumber() else {
+                        guard s.peekIsNumber, let n = try s.readIntegerNumber() else {
                             throw OperationSyntaxError(index: index, reason: "a delete count must be an integer", offset: at)
                         }
                         count = n
@@ -44,14 +43,16 @@ extension TextOperation {
                 }
                 guard let n = count else { throw OperationSyntaxError(index: index, reason: "a delete needs \"d\"", offset: at) }
                 guard n > 0 else { throw OperationSyntaxError(index: index, reason: "a delete count must be positive, got \(n)", offset: at) }
-                try consume(n, at: at)
+                try countInput(n, at: at)
                 op.delete(n)
             default:
-                guard let n = try s.readIntegerNumber() else {
+                // Checked before reading: `[[]]` or `[true]` is valid JSON, so it is a bad op, not
+                // the "invalid JSON" that `readIntegerNumber` would report.
+                guard s.peekIsNumber, let n = try s.readIntegerNumber() else {
                     throw OperationSyntaxError(index: index, reason: "a keep count must be an integer", offset: at)
                 }
                 guard n > 0 else { throw OperationSyntaxError(index: index, reason: "a keep count must be positive, got \(n)", offset: at) }
-                try consume(n, at: at)
+                try countInput(n, at: at)
                 op.retain(n)
             }
             index += 1
@@ -59,9 +60,6 @@ extension TextOperation {
         op.trimTrailingRetain() // retain/insert/delete keep the rest of the normal form
         return op
     }
-
-    /// The most characters an op read from JSON may keep and delete in all: 2^53 - 1.
-    public static let maxInputLength = (1 << 53) - 1
 
     /// Parses an op from JSON text such as `[3,"x",{"d":1}]`.
     public init(json: String) throws {
@@ -104,4 +102,14 @@ public struct OperationSyntaxError: Error, Equatable, Sendable, CustomStringConv
     public var reason: String
     public var offset: Int
     public var description: String { "op component \(index): \(reason)" }
+}
+
+extension JSONScanner {
+    /// Whether the next value starts like a number (it may still be a malformed one).
+    var peekIsNumber: Bool {
+        mutating get {
+            guard let p = peek() else { return false }
+            return p == UInt8(ascii: "-") || p &- 0x30 < 10
+        }
+    }
 }
