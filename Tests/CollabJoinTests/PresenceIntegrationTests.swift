@@ -19,9 +19,9 @@ final class PresenceIntegrationTests: JoinTestCase {
         let server = try startServer(data: try temporaryDirectory(), extra: ["--ping-interval", "0.3", "--ping-timeout", "0.3"])
         let url = server.url + "/presence"
         let ann = try join(url, ["--user", "ann", "--name", "Ann Lee"])
-        XCTAssertTrue(ann.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"roster""#) >= 1 })
+        XCTAssertTrue(ann.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .roster }.count >= 1 })
         let bob = try join(url, ["--user", "bob"])
-        XCTAssertTrue(bob.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"roster""#) >= 1 })
+        XCTAssertTrue(bob.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .roster }.count >= 1 })
         // bob's roster has both with their colours; ann sees bob join with his.
         let roster = try XCTUnwrap(messages(bob, .roster).first)
         XCTAssertEqual(roster.members?.map(\.user), ["ann", "bob"])
@@ -30,12 +30,12 @@ final class PresenceIntegrationTests: JoinTestCase {
         XCTAssertTrue(Palette.colors.contains(annColor) && Palette.colors.contains(bobColor))
         XCTAssertNotEqual(annColor, bobColor)
         XCTAssertEqual(roster.members?.first?.initials, "AL")
-        XCTAssertTrue(ann.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"join""#) >= 1 })
+        XCTAssertTrue(ann.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .join }.count >= 1 })
         XCTAssertEqual(messages(ann, .join).first?.color, bobColor)
 
         // bob's cursor reaches ann, stamped.
         bob.send(#"{"type":"cursor","anchor":0}"# + "\n")
-        XCTAssertTrue(ann.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"presence""#) >= 1 }, ann.stdout.text)
+        XCTAssertTrue(ann.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .presence }.count >= 1 }, ann.stdout.text)
         let p = try XCTUnwrap(messages(ann, .presence).first)
         XCTAssertEqual(p.user, "bob")
         XCTAssertEqual(p.color, bobColor)
@@ -44,7 +44,7 @@ final class PresenceIntegrationTests: JoinTestCase {
         // bob dies without a word: ann sees him leave within ping interval + timeout (+ slack).
         bob.signal(SIGKILL)
         let killed = Date()
-        XCTAssertTrue(ann.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"leave""#) >= 1 }, ann.stdout.text)
+        XCTAssertTrue(ann.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .leave }.count >= 1 }, ann.stdout.text)
         XCTAssertLessThan(Date().timeIntervalSince(killed), 0.3 + 0.3 + 1.0)
         XCTAssertEqual(messages(ann, .leave).first?.user, "bob")
         ann.closeInput()
@@ -58,11 +58,11 @@ final class PresenceIntegrationTests: JoinTestCase {
         writer.send(#"{"type":"insert","pos":0,"text":"world"}"# + "\n")
         waitForDocument(writer, "the first edit") { $0 == "world" }
         let reader = try join(url, ["--user", "reader"])
-        XCTAssertTrue(reader.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"roster""#) >= 1 })
+        XCTAssertTrue(reader.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .roster }.count >= 1 })
         // The reader puts its caret before "world" at revision 1; the writer then inserts in
         // front of it twice.
         reader.send(#"{"type":"cursor","anchor":0}"# + "\n")
-        XCTAssertTrue(writer.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"presence""#) >= 1 })
+        XCTAssertTrue(writer.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .presence }.count >= 1 })
         writer.send(#"{"type":"insert","pos":0,"text":"hello "}"# + "\n" + #"{"type":"insert","pos":0,"text":">> "}"# + "\n")
         waitForDocument(writer, "the inserts") { $0 == ">> hello world" }
         // Someone arriving now sees the caret where it is now: still at 0, since others' text
@@ -75,7 +75,7 @@ final class PresenceIntegrationTests: JoinTestCase {
         XCTAssertEqual(caret.rev, 3)
         // Move it to just before "world" (after "hello "), then insert before it again.
         reader.send(#"{"type":"cursor","anchor":9}"# + "\n")
-        XCTAssertTrue(writer.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"presence""#) >= 2 })
+        XCTAssertTrue(writer.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .presence }.count >= 2 })
         writer.send(#"{"type":"insert","pos":3,"text":"oh, "}"# + "\n")
         waitForDocument(writer, "the last insert") { $0 == ">> oh, hello world" }
         let later = try join(url, ["--quiet"], stdinNull: true)
@@ -93,9 +93,9 @@ final class PresenceIntegrationTests: JoinTestCase {
         let server = try startServer(data: try temporaryDirectory())
         let url = server.url + "/burst"
         let watcher = try join(url, ["--user", "watcher"])
-        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"roster""#) >= 1 })
+        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .roster }.count >= 1 })
         let mover = try join(url, ["--user", "mover"])
-        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"join""#) >= 1 })
+        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .join }.count >= 1 })
         mover.send(#"{"type":"insert","pos":0,"text":"\#(String(repeating: "x", count: 300))"}"# + "\n")
         waitForDocument(watcher, "the text") { $0.count == 300 }
         // 200 cursor moves in about one second.
@@ -125,10 +125,10 @@ final class PresenceIntegrationTests: JoinTestCase {
         let server = try startServer(data: try temporaryDirectory(), extra: ["--typing-timeout", "0.5"])
         let url = server.url + "/typing"
         let watcher = try join(url, ["--user", "watcher"])
-        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"roster""#) >= 1 })
+        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .roster }.count >= 1 })
         // Both in the room before the typist starts, or its typing would only be in a roster.
         let typist = try join(url, ["--user", "typist"])
-        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { $0.occurrences(of: #""type":"join""#) >= 1 })
+        XCTAssertTrue(watcher.stdout.wait(timeout: 10) { JoinTranscript($0).messages.filter { $0.type == .join }.count >= 1 })
         typist.send(#"{"type":"typing"}"# + "\n")
         waitUntil("typing true") { self.messages(watcher, .presence).contains { $0.typing == true } }
         let started = Date()
