@@ -163,9 +163,9 @@ _collab-serve() {
     local -a unparsed_words=("${COMP_WORDS[@]:1:${COMP_CWORD}}")
 
     local -a repeating_flags=()
-    local -a non_repeating_flags=(-h --help)
-    local -a repeating_options=()
-    local -a non_repeating_options=(--host --port --data --max-message --max-queue --ping-interval --ping-timeout --snapshot-every --idle-unload --history --typing-timeout --presence-interval --presence-ttl --redis --tls-cert --tls-key --log-level)
+    local -a non_repeating_flags=(--require-auth -h --help)
+    local -a repeating_options=(--allowed-origin)
+    local -a non_repeating_options=(--host --port --data --max-message --max-queue --max-rate --max-burst --max-conns-per-ip --ping-interval --ping-timeout --snapshot-every --idle-unload --history --typing-timeout --presence-interval --presence-ttl --redis --auth-secret-file --auth-timeout --tls-cert --tls-key --log-level)
     __collab-serve_offer_flags_options 0
 
     # Offer option value completions
@@ -184,6 +184,15 @@ _collab-serve() {
         return
         ;;
     '--max-queue')
+        return
+        ;;
+    '--max-rate')
+        return
+        ;;
+    '--max-burst')
+        return
+        ;;
+    '--max-conns-per-ip')
         return
         ;;
     '--ping-interval')
@@ -213,6 +222,16 @@ _collab-serve() {
     '--redis')
         return
         ;;
+    '--auth-secret-file')
+        __collab-serve_add_completions -f
+        return
+        ;;
+    '--auth-timeout')
+        return
+        ;;
+    '--allowed-origin')
+        return
+        ;;
     '--tls-cert')
         __collab-serve_add_completions -f
         return
@@ -232,13 +251,41 @@ _collab-serve() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    help)
+    token|help)
         # Offer subcommand argument completions
         "_collab-serve_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'token help' -- "${cur}"))
+        ;;
+    esac
+}
+
+_collab-serve_token() {
+    repeating_flags=()
+    non_repeating_flags=(--read-only -h --help)
+    repeating_options=(--room)
+    non_repeating_options=(--user --name --ttl --auth-secret-file)
+    __collab-serve_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--user')
+        return
+        ;;
+    '--name')
+        return
+        ;;
+    '--room')
+        return
+        ;;
+    '--ttl')
+        return
+        ;;
+    '--auth-secret-file')
+        __collab-serve_add_completions -f
+        return
         ;;
     esac
 }
