@@ -26,7 +26,7 @@ final class OperationBoundsTests: XCTestCase {
             "[1,{\"d\":9223372036854775807},\"x\",{\"d\":9223372036854775807}]",
         ] {
             XCTAssertThrowsError(try TextOperation(json: json), json) { error in
-                XCTAssertTrue("\(error)".contains("add up to more than"), "\(json): \(error)")
+                XCTAssertTrue("\(error)".contains("keeps and deletes more than"), "\(json): \(error)")
             }
         }
     }
