@@ -4,11 +4,6 @@
 # Environment: COLLAB_SCRATCH (build directory, default .build-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scratch=${COLLAB_SCRATCH:-.build-bench}
-for product in collab-serve collab-bench; do
-    if ! log=$(swift build -c release --scratch-path "$scratch" --product "$product" 2>&1); then
-        echo "$log" >&2
-        exit 1
-    fi
-done
-exec python3 benchmarks/auth.py --bin "$scratch/release" "$@"
+. benchmarks/build-release.sh
+build_release collab-serve collab-bench
+exec python3 benchmarks/auth.py --bin "$bin" "$@"
