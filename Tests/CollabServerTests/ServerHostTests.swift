@@ -550,6 +550,7 @@ final class ServerHostBenchmarks: HostTestCase {
         // Each writer sends its next op the moment the last is acked: thousands a second on
         // loopback, a load generator rather than an editor.
         c.rateLimit = .unlimited
+        c.maxConnectionsPerAddress = 0  // every client comes from 127.0.0.1 (COLLAB_BENCH_WRITERS may pass 256)
         let server = try startServer(c)
         let writers = Int(ProcessInfo.processInfo.environment["COLLAB_BENCH_WRITERS"] ?? "") ?? 32
         let seconds = 3.0
@@ -600,6 +601,7 @@ final class ServerHostBenchmarks: HostTestCase {
     func testPresenceFanOut() throws {
         var c = configuration()
         c.snapshotEvery = 0
+        c.maxConnectionsPerAddress = 0  // COLLAB_BENCH_MEMBERS may pass 256, all from 127.0.0.1
         let server = try startServer(c)
         let members = Int(ProcessInfo.processInfo.environment["COLLAB_BENCH_MEMBERS"] ?? "") ?? 50
         let perSecond = 40.0
