@@ -20,17 +20,8 @@ final class AuthTests: HostTestCase {
     func token(_ user: String = "ann", name: String? = nil, rooms: [String] = ["docs/*"], permission: Permission = .write,
                ttl: TimeInterval = 3600, secret: [UInt8]? = nil) throws -> String {
         let signer = try secret.map { try TokenAuthority(secret: $0) } ?? authority!
-        let claims = AccessClaims(user: user, name: name, rooms: rooms, permission: permission, expires: Date().addingTimeInterval(ttl))
-        let result = Locked<Result<String, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let r: Result<String, any Error>
-            do { r = .success(try await signer.mint(claims)) } catch { r = .failure(error) }
-            result.withLock { $0 = r }
-            done.signal()
-        }
-        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
-        return try result.withLock { $0! }.get()
+        return try mint(AccessClaims(user: user, name: name, rooms: rooms, permission: permission,
+                                     expires: Date().addingTimeInterval(ttl)), with: signer)
     }
 
     func startAuthServer(_ adjust: (inout ServerConfiguration) -> Void = { _ in }) throws -> ServerThread {
@@ -221,4 +212,18 @@ final class AuthTests: HostTestCase {
         XCTAssertEqual(w.user, "whoever")
         XCTAssertEqual(w.client, "c1")
     }
+}
+
+/// A token from `authority`, waited for: minting is async (jwt-kit), the tests are not.
+func mint(_ claims: AccessClaims, with authority: TokenAuthority) throws -> String {
+    let result = Locked<Result<String, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let r: Result<String, any Error>
+        do { r = .success(try await authority.mint(claims)) } catch { r = .failure(error) }
+        result.withLock { $0 = r }
+        done.signal()
+    }
+    guard done.wait(timeout: .now() + 10) == .success else { throw WaitTimeout(description: "minting a token took over 10 s") }
+    return try result.withLock { $0! }.get()
 }

@@ -459,16 +459,8 @@ extension RedisServeTests {
         let b = try base.redisServer { $0.tokens = authority }
         let room = base.freshRoom()
         func token(_ user: String, _ permission: Permission) throws -> String {
-            let claims = AccessClaims(user: user, rooms: [room], permission: permission, expires: Date().addingTimeInterval(600))
-            let result = Locked<String?>(nil)
-            let done = DispatchSemaphore(value: 0)
-            Task {
-                let t = try? await authority.mint(claims)
-                result.withLock { $0 = t }
-                done.signal()
-            }
-            _ = done.wait(timeout: .now() + 10)
-            return try XCTUnwrap(result.withLock { $0 })
+            try mint(AccessClaims(user: user, rooms: [room], permission: permission, expires: Date().addingTimeInterval(600)),
+                     with: authority)
         }
         let ann = try base.clients.connect(a.url + "/" + room + "?token=" + token("ann", .write))
         let annWelcome = try ann.join("x", client: "tab")
